@@ -1,0 +1,319 @@
+import type { ChannelModel, SocketOptions } from 'amqplib';
+import { z } from 'zod';
+import { durationMs, parseConfig } from './config.js';
+import { ConnectionManager, type ConnectionRole, type ConnectionState, type ReconnectInfo } from './connection.js';
+import type { AckMode, Consumer } from './consumer.js';
+import { ConsumerRuntime, type ConsumerEvent, type ConsumerHandle, type ConsumerHealth } from './consumer-runtime.js';
+import { assertTopology, type DeclareTarget } from './declare.js';
+import { ClosedError, ConfigError, TopologyError, TopologyMismatchError, WarrenError } from './errors.js';
+import { TypedEmitter } from './events.js';
+import { silentLogger, type Logger } from './logger.js';
+import type { MessageContract, PayloadInput } from './message.js';
+import { ManagementClient } from './management.js';
+import { Publisher, type PublishOptions, type PublishReceipt } from './producer.js';
+import { emptyTopology, type Topology } from './topology.js';
+
+const MiB = 1024 * 1024;
+
+const optionsSchema = z.strictObject({
+  urls: z
+    .array(
+      z.string().refine((u) => /^amqps?:\/\//.test(u) && URL.canParse(u), {
+        message: 'must be an amqp:// or amqps:// URL, e.g. amqp://user:pass@localhost:5672/vhost',
+      }),
+    )
+    .min(1, 'give at least one broker URL'),
+  name: z.string().min(1).default('warren'),
+  heartbeat: durationMs.default(10_000),
+  connectTimeout: durationMs.default(10_000),
+  initialConnectTimeout: durationMs.default(30_000),
+  closeTimeout: durationMs.default(30_000),
+  reconnect: z
+    .strictObject({
+      initialDelay: durationMs.default(100),
+      maxDelay: durationMs.default(30_000),
+      factor: z.number().min(1).default(2),
+    })
+    .prefault({}),
+  managementUrl: z
+    .string()
+    .refine((u) => /^https?:\/\//.test(u) && URL.canParse(u), { message: 'must be an http(s):// URL of the management API' })
+    .optional(),
+  publisher: z
+    .strictObject({
+      maxInFlight: z.number().int().min(1).default(1000),
+      timeout: durationMs.default(30_000),
+      maxBufferedMessages: z.number().int().min(0).default(50_000),
+      maxBufferedBytes: z.number().int().min(0).default(128 * MiB),
+      maxMessageBytes: z.number().int().min(1).default(16 * MiB),
+    })
+    .prefault({}),
+});
+
+export interface ConnectOptions {
+  /** One or more broker URLs (a cluster's nodes), tried in turn. Credentials go in the URL. */
+  urls: string[];
+  /** Names this service's connections in the management UI (`<name>:publish`, `<name>:consume`) and is sent as app-id. Default 'warren'. */
+  name?: string;
+  /** Exchanges, queues and bindings asserted on every (re)connect. */
+  topology?: Topology;
+  /** A pino logger. Default: silent. */
+  logger?: Logger;
+  /** Heartbeat interval; a dead peer is detected after about two. Default 10 s. */
+  heartbeat?: number | string;
+  /** Deadline for one connection attempt (TCP + handshake). Default 10 s. */
+  connectTimeout?: number | string;
+  /** How long `connect()` keeps trying before it rejects with ConnectionError. Default 30 s. */
+  initialConnectTimeout?: number | string;
+  /** How long `close()` waits for running handlers and unconfirmed publishes. Default 30 s. */
+  closeTimeout?: number | string;
+  /** Reconnect backoff: exponential with full jitter. Defaults 100 ms, 30 s, ×2. */
+  reconnect?: { initialDelay?: number | string; maxDelay?: number | string; factor?: number };
+  /** The management HTTP API (e.g. http://guest:guest@localhost:15672), used only to name the differing arguments of a topology mismatch. */
+  managementUrl?: string;
+  publisher?: {
+    /** Published and unconfirmed messages, at most. Default 1000. */
+    maxInFlight?: number;
+    /** A publish not confirmed within this rejects with PublishTimeoutError. Default 30 s. */
+    timeout?: number | string;
+    /** Messages waiting to be sent (while disconnected or blocked), at most; more reject with PublishBufferFullError. Default 50 000. */
+    maxBufferedMessages?: number;
+    /** Body bytes waiting to be sent, at most. Default 128 MiB. */
+    maxBufferedBytes?: number;
+    /** Largest body accepted; larger rejects with MessageTooLargeError. Default 16 MiB. */
+    maxMessageBytes?: number;
+  };
+  /** Extra socket options for amqplib (e.g. TLS `ca`, `cert`, `key`). */
+  socketOptions?: SocketOptions;
+}
+
+export interface ConnectionHealth {
+  state: ConnectionState;
+  since: Date;
+  /** The broker URL in use, password redacted. */
+  url: string | undefined;
+}
+
+export interface Health {
+  /** Connections usable (open or blocked) and every consumer attached: ready for a readiness probe. */
+  ok: boolean;
+  /** The broker has blocked publishing (resource alarm); publishes wait. */
+  blocked: boolean;
+  connections: { publish: ConnectionHealth; consume: ConnectionHealth | undefined };
+  consumers: ConsumerHealth[];
+}
+
+export interface WarrenEvents {
+  /** A connection changed state. */
+  state: [change: { role: ConnectionRole; state: ConnectionState; previous: ConnectionState }];
+  connected: [info: { role: ConnectionRole; url: string }];
+  disconnected: [info: { role: ConnectionRole; error: Error }];
+  reconnecting: [info: ReconnectInfo];
+  blocked: [info: { role: ConnectionRole; reason: string }];
+  unblocked: [info: { role: ConnectionRole }];
+  /** A consumer attached, detached, or was cancelled by the broker. */
+  consumer: [event: ConsumerEvent];
+  /** A failure that is not any caller's: e.g. a topology mismatch found on reconnect. */
+  error: [error: WarrenError];
+}
+
+type Settings = z.output<typeof optionsSchema>;
+
+/** A connected warren client. Create it with `connect()`. */
+export class Warren extends TypedEmitter<WarrenEvents> {
+  readonly topology: Topology;
+  readonly #settings: Settings;
+  /** The injected logger bound to this client's name; components bind their own context on it. */
+  readonly #root: Logger;
+  readonly #log: Logger;
+  readonly #declare: DeclareTarget;
+  readonly #socketOptions: SocketOptions;
+  readonly #publishConn: ConnectionManager;
+  #consumeConn: ConnectionManager | undefined;
+  #consumeConnStart: Promise<void> | undefined;
+  readonly #publisher: Publisher;
+  readonly #consumers = new Set<ConsumerRuntime>();
+  #closePromise: Promise<void> | undefined;
+
+  /** @internal Use `connect()`. */
+  constructor(settings: Settings, topology: Topology, logger: Logger, socketOptions: SocketOptions) {
+    super();
+    this.#settings = settings;
+    this.topology = topology;
+    this.#root = logger.child({ name: settings.name });
+    this.#log = this.#root.child({ component: 'warren' });
+    this.#socketOptions = socketOptions;
+    const firstUrl = new URL(settings.urls[0] ?? '');
+    this.#declare = {
+      topology,
+      vhost: decodeURIComponent(firstUrl.pathname.slice(1)) || '/',
+      management: settings.managementUrl !== undefined ? new ManagementClient(settings.managementUrl) : undefined,
+    };
+    this.#publishConn = this.#connectionManager('publish');
+    this.#publisher = new Publisher(
+      this.#publishConn,
+      {
+        maxInFlight: settings.publisher.maxInFlight,
+        timeoutMs: settings.publisher.timeout,
+        maxBufferedMessages: settings.publisher.maxBufferedMessages,
+        maxBufferedBytes: settings.publisher.maxBufferedBytes,
+        maxMessageBytes: settings.publisher.maxMessageBytes,
+        appId: settings.name,
+      },
+      this.#root,
+    );
+  }
+
+  protected override onListenerError(event: string, err: unknown): void {
+    this.#log.error({ event, err }, 'a warren event listener threw; ignored');
+  }
+
+  #connectionManager(role: ConnectionRole): ConnectionManager {
+    const s = this.#settings;
+    const m = new ConnectionManager({
+      role,
+      urls: s.urls,
+      name: s.name,
+      heartbeatSeconds: Math.max(0, Math.round(s.heartbeat / 1000)),
+      connectTimeoutMs: s.connectTimeout,
+      initialConnectTimeoutMs: s.initialConnectTimeout,
+      backoff: { initialDelayMs: s.reconnect.initialDelay, maxDelayMs: s.reconnect.maxDelay, factor: s.reconnect.factor },
+      logger: this.#root,
+      socketOptions: this.#socketOptions,
+      setup: (conn, ctx) => this.#setup(conn, ctx.initial),
+    });
+    m.on('state', (state, previous) => this.emit('state', { role, state, previous }));
+    m.on('open', (_c, url) => this.emit('connected', { role, url }));
+    m.on('lost', (error) => this.emit('disconnected', { role, error }));
+    m.on('reconnecting', (info) => this.emit('reconnecting', info));
+    m.on('blocked', (reason) => this.emit('blocked', { role, reason }));
+    m.on('unblocked', () => this.emit('unblocked', { role }));
+    return m;
+  }
+
+  /** Asserts the topology on a new connection. On a reconnect a mismatch is reported, not retried in a loop. */
+  async #setup(conn: ChannelModel, initial: boolean): Promise<void> {
+    try {
+      await assertTopology(conn, this.#declare);
+    } catch (err) {
+      if (!initial && (err instanceof TopologyMismatchError || err instanceof TopologyError)) {
+        this.#log.error({ err, code: err.code }, 'topology assertion failed after reconnect; carrying on with what the broker has');
+        this.emit('error', err);
+        return;
+      }
+      throw err;
+    }
+  }
+
+  /** @internal */
+  async start(): Promise<void> {
+    await this.#publishConn.start();
+  }
+
+  /** The publish connection's state (the consume connection's is in `health()`). */
+  get state(): ConnectionState {
+    return this.#publishConn.state;
+  }
+
+  /**
+   * Validates `payload` against the contract's schema, then publishes it. Resolves only after the
+   * broker has confirmed the message. While disconnected it waits (bounded by
+   * `publisher.maxBufferedMessages` / `maxBufferedBytes` and `publisher.timeout`); a message whose
+   * confirm was lost with the connection is re-published with the same messageId.
+   *
+   * Rejects with ValidationError, MessageTooLargeError, PublishBufferFullError, UnroutableError,
+   * PublishNackedError, PublishError, PublishTimeoutError or ClosedError.
+   */
+  publish<M extends MessageContract>(contract: M, payload: PayloadInput<M>, options?: PublishOptions): Promise<PublishReceipt> {
+    return this.#publisher.publish(contract, payload, options);
+  }
+
+  /**
+   * Starts a consumer on its own channel of the consume connection. Resolves once it is
+   * attached to its queue; rejects with ConsumeError if the queue cannot be consumed.
+   * After a connection loss or a broker cancel it re-attaches by itself.
+   */
+  async consume<M extends MessageContract, A extends AckMode>(consumer: Consumer<M, A>): Promise<ConsumerHandle> {
+    if (this.#closePromise !== undefined) throw new ClosedError(`Cannot start consumer '${consumer.name}': warren is closing.`);
+    for (const c of this.#consumers) {
+      if (c.name === consumer.name) {
+        throw new ConfigError(`consumer '${consumer.name}'`, [`name: a consumer named '${consumer.name}' is already running; give each a unique name`]);
+      }
+    }
+    const conn = await this.#consumeConnection();
+    const runtime = new ConsumerRuntime(consumer as unknown as Consumer, {
+      connection: conn,
+      declare: this.#declare,
+      logger: this.#root,
+      onEvent: (e) => this.emit('consumer', e),
+      onStopped: (r) => this.#consumers.delete(r),
+    });
+    this.#consumers.add(runtime);
+    try {
+      await runtime.start();
+    } catch (err) {
+      this.#consumers.delete(runtime);
+      throw err;
+    }
+    return runtime;
+  }
+
+  /** The consume connection is opened on the first `consume()`, so a service that only publishes holds one connection. */
+  async #consumeConnection(): Promise<ConnectionManager> {
+    if (this.#consumeConn === undefined) {
+      const m = this.#connectionManager('consume');
+      this.#consumeConn = m;
+      this.#consumeConnStart = m.start();
+    }
+    await this.#consumeConnStart;
+    return this.#consumeConn;
+  }
+
+  /** Connections, blocked flag and each consumer's attachment, for a readiness probe. */
+  health(): Health {
+    const conn = (m: ConnectionManager): ConnectionHealth => ({ state: m.state, since: m.since, url: m.url });
+    const consumers = [...this.#consumers].map((c) => c.health());
+    const usable = (m: ConnectionManager | undefined): boolean => m === undefined || m.state === 'open' || m.state === 'blocked';
+    return {
+      ok: usable(this.#publishConn) && usable(this.#consumeConn) && consumers.every((c) => c.attached),
+      blocked: this.#publishConn.state === 'blocked' || this.#consumeConn?.state === 'blocked',
+      connections: { publish: conn(this.#publishConn), consume: this.#consumeConn !== undefined ? conn(this.#consumeConn) : undefined },
+      consumers,
+    };
+  }
+
+  /**
+   * Stops consuming (running handlers finish, up to each consumer's stopTimeoutMs), waits for
+   * unconfirmed publishes (up to `closeTimeout`), then closes both connections. Idempotent.
+   */
+  close(): Promise<void> {
+    this.#closePromise ??= this.#close();
+    return this.#closePromise;
+  }
+
+  async #close(): Promise<void> {
+    this.#log.info('closing');
+    await Promise.all([...this.#consumers].map((c) => c.stop()));
+    await this.#publisher.close(this.#settings.closeTimeout);
+    await Promise.all([this.#publishConn.close(), this.#consumeConn?.close()]);
+    this.#log.info('closed');
+  }
+}
+
+/**
+ * Connects to RabbitMQ, asserts the topology, and returns a client ready to publish. Rejects
+ * with ConfigError (bad options), AccessRefusedError (wrong credentials or vhost),
+ * TopologyMismatchError, or ConnectionError (no broker reachable within `initialConnectTimeout`).
+ */
+export async function connect(options: ConnectOptions): Promise<Warren> {
+  const { topology = emptyTopology, logger = silentLogger(), socketOptions = {}, ...rest } = options;
+  const settings = parseConfig(optionsSchema, { ...rest, urls: rest.urls }, 'connect() options');
+  const warren = new Warren(settings, topology, logger, socketOptions);
+  try {
+    await warren.start();
+  } catch (err) {
+    await warren.close();
+    throw err;
+  }
+  return warren;
+}

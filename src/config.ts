@@ -1,0 +1,29 @@
+import { z } from 'zod';
+import { ConfigError } from './errors.js';
+import { toMs } from './duration.js';
+
+/** A zod schema for a Duration (`250`, `'10s'`, `'1m'`), output in milliseconds. */
+export const durationMs = z
+  .union([z.number(), z.string()])
+  .transform((v, ctx) => {
+    const ms = toMs(v);
+    if (ms === undefined) {
+      ctx.addIssue({ code: 'custom', message: `'${String(v)}' is not a duration (use ms as a number, or '500ms', '10s', '1m', '1h')` });
+      return z.NEVER;
+    }
+    return ms;
+  });
+
+/** Formats zod issues as `path: message` lines. */
+export function formatIssues(issues: readonly z.core.$ZodIssue[]): string[] {
+  return issues.map((i) => `${i.path.length > 0 ? i.path.map(String).join('.') : '(root)'}: ${i.message}`);
+}
+
+/**
+ * Parses `input` with `schema` once, at the edge; every problem is reported in one ConfigError.
+ */
+export function parseConfig<S extends z.ZodType>(schema: S, input: unknown, where: string): z.output<S> {
+  const result = schema.safeParse(input);
+  if (!result.success) throw new ConfigError(where, formatIssues(result.error.issues));
+  return result.data;
+}

@@ -1,0 +1,318 @@
+import amqp, { type ChannelModel, type SocketOptions } from 'amqplib';
+import { backoffDelay, type BackoffOptions } from './backoff.js';
+import { AccessRefusedError, ClosedError, ConnectionError, messageOf, WarrenError } from './errors.js';
+import { TypedEmitter } from './events.js';
+import type { Logger } from './logger.js';
+import { redactSecrets, redactUrl } from './redact.js';
+
+export type ConnectionRole = 'publish' | 'consume';
+
+/**
+ * - `connecting`: no usable connection; trying the URLs in turn (also after a loss).
+ * - `open`: connected, topology asserted.
+ * - `blocked`: connected, but the broker stopped reading from publishers (memory or disk alarm).
+ * - `closing` / `closed`: `close()` was called; nothing reconnects.
+ */
+export type ConnectionState = 'connecting' | 'open' | 'blocked' | 'closing' | 'closed';
+
+export interface ReconnectInfo {
+  role: ConnectionRole;
+  /** Consecutive failed attempts so far (1 after the first failure). */
+  attempt: number;
+  delayMs: number;
+  /** The URL of the failed attempt, password redacted. */
+  url: string;
+  error: Error;
+}
+
+export interface ConnectionEvents {
+  state: [state: ConnectionState, previous: ConnectionState];
+  open: [connection: ChannelModel, url: string];
+  lost: [error: Error];
+  reconnecting: [info: ReconnectInfo];
+  blocked: [reason: string];
+  unblocked: [];
+}
+
+export interface ConnectionManagerOptions {
+  role: ConnectionRole;
+  urls: readonly string[];
+  /** Shown in the management UI as the client-provided connection name, suffixed with the role. */
+  name: string;
+  heartbeatSeconds: number;
+  connectTimeoutMs: number;
+  /** How long `start()` keeps trying before it gives up. */
+  initialConnectTimeoutMs: number;
+  backoff: BackoffOptions;
+  logger: Logger;
+  socketOptions: SocketOptions;
+  /**
+   * Runs on every new connection before it is announced as open (asserts the topology).
+   * If it throws, the connection is closed and the attempt counts as failed; on the first
+   * connection a WarrenError from it fails `start()` at once.
+   */
+  setup: (connection: ChannelModel, context: { initial: boolean }) => Promise<void>;
+}
+
+const VERSION = '0.1.0';
+
+/**
+ * One AMQP connection that comes back: a state machine over connecting / open / blocked /
+ * closing / closed. Every state change goes through `#setState`. warren keeps two, one to
+ * publish and one to consume, so a blocked publisher cannot stall acks.
+ */
+export class ConnectionManager extends TypedEmitter<ConnectionEvents> {
+  readonly role: ConnectionRole;
+  readonly #opts: ConnectionManagerOptions;
+  readonly #log: Logger;
+  readonly #secrets: string[];
+  #state: ConnectionState = 'connecting';
+  #connection: ChannelModel | undefined;
+  #urlIndex = 0;
+  #currentUrl: string | undefined;
+  #since = Date.now();
+  #wakeSleep: (() => void) | undefined;
+  #closePromise: Promise<void> | undefined;
+  #openWaiters: { resolve: (c: ChannelModel) => void; reject: (e: Error) => void }[] = [];
+
+  constructor(options: ConnectionManagerOptions) {
+    super();
+    this.role = options.role;
+    this.#opts = options;
+    this.#log = options.logger.child({ component: 'connection', role: options.role });
+    this.#secrets = options.urls.flatMap((u) => {
+      try {
+        const p = new URL(u).password;
+        return p === '' ? [] : [p, decodeURIComponent(p)];
+      } catch {
+        return [];
+      }
+    });
+  }
+
+  get state(): ConnectionState {
+    return this.#state;
+  }
+
+  /** When the current state began. */
+  get since(): Date {
+    return new Date(this.#since);
+  }
+
+  /** The open connection, or undefined while connecting or closed. */
+  get connection(): ChannelModel | undefined {
+    return this.#connection;
+  }
+
+  /** The URL of the open connection, password redacted. */
+  get url(): string | undefined {
+    return this.#currentUrl;
+  }
+
+  get connectionName(): string {
+    return `${this.#opts.name}:${this.role}`;
+  }
+
+  /** Makes the first connection. Rejects with AccessRefusedError at once, or ConnectionError after `initialConnectTimeoutMs`. */
+  async start(): Promise<void> {
+    await this.#connectLoop(true);
+  }
+
+  /** Resolves with the connection as soon as it is open; rejects with ClosedError if the manager closes first. */
+  whenOpen(): Promise<ChannelModel> {
+    if (this.#connection !== undefined) return Promise.resolve(this.#connection);
+    if (this.#state === 'closing' || this.#state === 'closed') return Promise.reject(this.#closedError());
+    return new Promise((resolve, reject) => this.#openWaiters.push({ resolve, reject }));
+  }
+
+  /** Closes the connection and stops reconnecting. Idempotent: every call returns the same promise. */
+  close(): Promise<void> {
+    this.#closePromise ??= this.#close();
+    return this.#closePromise;
+  }
+
+  async #close(): Promise<void> {
+    this.#setState('closing');
+    this.#wakeSleep?.();
+    const waiters = this.#openWaiters.splice(0);
+    for (const w of waiters) w.reject(this.#closedError());
+    const conn = this.#connection;
+    this.#connection = undefined;
+    if (conn !== undefined) {
+      await conn.close().catch((err: unknown) => {
+        this.#log.debug({ err: this.#clean(err) }, 'error while closing connection (ignored)');
+      });
+    }
+    this.#setState('closed');
+  }
+
+  #closedError(): ClosedError {
+    return new ClosedError(`The ${this.role} connection '${this.connectionName}' is closed.`);
+  }
+
+  #isClosing(): boolean {
+    return this.#state === 'closing' || this.#state === 'closed';
+  }
+
+  #setState(next: ConnectionState): void {
+    const previous = this.#state;
+    if (previous === next) return;
+    this.#state = next;
+    this.#since = Date.now();
+    this.emit('state', next, previous);
+  }
+
+  async #connectLoop(initial: boolean): Promise<void> {
+    const started = Date.now();
+    let attempt = 0;
+    let lastError: Error | undefined;
+    for (;;) {
+      if (this.#isClosing()) throw this.#closedError();
+      const url = this.#opts.urls[this.#urlIndex] ?? '';
+      const shownUrl = redactUrl(url);
+      try {
+        await this.#attempt(url, initial);
+        this.#currentUrl = shownUrl;
+        if (attempt > 0 || !initial) {
+          this.#log.info({ url: shownUrl, attempts: attempt + 1, downMs: Date.now() - started }, 'connection re-established');
+        } else {
+          this.#log.info({ url: shownUrl }, 'connected');
+        }
+        return;
+      } catch (raw) {
+        if (raw instanceof ClosedError && this.#isClosing()) throw raw;
+        const err = this.#toError(raw, shownUrl);
+        lastError = err;
+        if (initial && !(err instanceof ConnectionError)) throw err; // access refused, topology mismatch: retrying cannot help
+        attempt += 1;
+        this.#urlIndex = (this.#urlIndex + 1) % this.#opts.urls.length;
+        const delayMs = backoffDelay(attempt - 1, this.#opts.backoff);
+        if (initial && Date.now() - started + delayMs > this.#opts.initialConnectTimeoutMs) {
+          throw new ConnectionError(
+            `Could not connect to RabbitMQ at ${this.#opts.urls.map(redactUrl).join(', ')} within ` +
+              `${this.#opts.initialConnectTimeoutMs} ms (${attempt} attempts; last error: ${lastError.message}). ` +
+              'Is the broker running and reachable? For a local one: docker compose up -d',
+            { cause: lastError },
+          );
+        }
+        // A reconnect storm logs loudly once, then quietly, with a reminder every 20 attempts.
+        const level = attempt === 1 || attempt % 20 === 0 ? 'warn' : 'debug';
+        this.#log[level]({ url: shownUrl, attempt, delayMs, err: err.message }, 'connection attempt failed; retrying');
+        this.emit('reconnecting', { role: this.role, attempt, delayMs, url: shownUrl, error: err });
+        await this.#sleep(delayMs);
+      }
+    }
+  }
+
+  async #attempt(url: string, initial: boolean): Promise<void> {
+    const target = new URL(url);
+    if (!target.searchParams.has('heartbeat')) target.searchParams.set('heartbeat', String(this.#opts.heartbeatSeconds));
+    const conn = await amqp.connect(target.toString(), {
+      noDelay: true,
+      timeout: this.#opts.connectTimeoutMs,
+      ...this.#opts.socketOptions,
+      clientProperties: {
+        connection_name: this.connectionName,
+        product: 'warren',
+        version: VERSION,
+        ...this.#opts.socketOptions.clientProperties,
+      },
+    });
+    let lostDuringSetup: Error | undefined;
+    const onSetupClose = (err?: Error): void => {
+      lostDuringSetup = err ?? new Error('connection closed during setup');
+    };
+    conn.on('close', onSetupClose);
+    conn.on('error', (err: Error) => {
+      // 'close' follows with the same error; this listener only keeps the process from crashing.
+      this.#log.debug({ err: this.#clean(err) }, 'connection error');
+    });
+    try {
+      if (this.#isClosing()) throw this.#closedError();
+      await this.#opts.setup(conn, { initial });
+      if (lostDuringSetup !== undefined) throw lostDuringSetup;
+      if (this.#isClosing()) throw this.#closedError();
+    } catch (err) {
+      await conn.close().catch(() => undefined);
+      throw err;
+    } finally {
+      conn.off('close', onSetupClose);
+    }
+    this.#adopt(conn);
+  }
+
+  #adopt(conn: ChannelModel): void {
+    this.#connection = conn;
+    conn.on('close', (err?: Error) => this.#onClose(conn, err));
+    conn.on('blocked', (reason: string) => {
+      if (conn !== this.#connection) return;
+      this.#log.warn({ reason }, 'broker blocked this connection (resource alarm); publishes wait until it unblocks');
+      this.#setState('blocked');
+      this.emit('blocked', reason);
+    });
+    conn.on('unblocked', () => {
+      if (conn !== this.#connection) return;
+      this.#log.info('broker unblocked this connection');
+      this.#setState('open');
+      this.emit('unblocked');
+    });
+    this.#setState('open');
+    const waiters = this.#openWaiters.splice(0);
+    for (const w of waiters) w.resolve(conn);
+    this.emit('open', conn, this.#currentUrl ?? '');
+  }
+
+  #onClose(conn: ChannelModel, err: Error | undefined): void {
+    if (conn !== this.#connection || this.#isClosing()) return;
+    this.#connection = undefined;
+    const error = err ?? new Error('connection closed by the broker');
+    this.#log.warn({ err: this.#clean(error) }, 'connection lost; reconnecting');
+    this.#setState('connecting');
+    this.emit('lost', error);
+    this.#connectLoop(false).catch((e: unknown) => {
+      if (!(e instanceof ClosedError)) this.#log.error({ err: this.#clean(e) }, 'reconnect loop stopped unexpectedly');
+    });
+  }
+
+  #sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, ms);
+      const self = this;
+      function done(): void {
+        clearTimeout(timer);
+        self.#wakeSleep = undefined;
+        resolve();
+      }
+      this.#wakeSleep = done;
+    });
+  }
+
+  /** Turns whatever amqplib threw into a WarrenError whose text holds no secret. */
+  #toError(err: unknown, shownUrl: string): Error {
+    if (err instanceof WarrenError) return err;
+    const text = redactSecrets(messageOf(err), this.#secrets);
+    if (/403|ACCESS[-_]REFUSED/.test(text)) {
+      return new AccessRefusedError(
+        `RabbitMQ at ${shownUrl} refused the login (403 ACCESS_REFUSED). Check the username and password in the URL.`,
+        { cause: this.#clean(err) },
+      );
+    }
+    if (/Expected ConnectionOpenOk; got <ConnectionClose/.test(text)) {
+      return new AccessRefusedError(
+        `RabbitMQ at ${shownUrl} refused to open the virtual host. Check that the vhost in the URL exists and that this user may use it.`,
+        { cause: this.#clean(err) },
+      );
+    }
+    return new ConnectionError(`Connecting to ${shownUrl} failed: ${text}`, { cause: this.#clean(err) });
+  }
+
+  /** An error safe to log or attach as a cause: its message has every password removed. */
+  #clean(err: unknown): Error {
+    const e = err instanceof Error ? err : new Error(String(err));
+    const text = redactSecrets(e.message, this.#secrets);
+    if (text === e.message) return e;
+    const copy = new Error(text);
+    copy.name = e.name;
+    return copy;
+  }
+}

@@ -1,0 +1,117 @@
+import { z } from 'zod';
+import { parseConfig } from './config.js';
+import { ConfigError } from './errors.js';
+import type { Logger } from './logger.js';
+import type { MessageContract, Payload } from './message.js';
+import type { AckMode, OnError } from './outcome.js';
+
+export type { AckMode, OnError };
+
+/** What a handler knows about the delivery it is handling. */
+export interface ConsumerContext {
+  readonly messageId: string | undefined;
+  readonly correlationId: string | undefined;
+  readonly headers: Readonly<Record<string, unknown>>;
+  /** The broker delivered this message before (to this or another consumer) without an ack. */
+  readonly redelivered: boolean;
+  /** How many times a quorum queue has delivered it before (`x-delivery-count`); undefined elsewhere. */
+  readonly deliveryCount: number | undefined;
+  readonly exchange: string;
+  readonly routingKey: string;
+  readonly timestamp: Date | undefined;
+  /** The consumer's logger, bound to this message's id. */
+  readonly log: Logger;
+}
+
+/** In manual ack mode the handler settles each message itself, once. */
+export interface ManualContext extends ConsumerContext {
+  /** The message is done: remove it from the queue. */
+  ack(): void;
+  /** The message failed: requeue it (`requeue: true`) or dead-letter it (default). */
+  nack(options?: { requeue?: boolean }): void;
+  /** Dead-letter the message (or drop it, if its queue has no dead-letter exchange). */
+  reject(): void;
+}
+
+export type ContextFor<A extends AckMode> = A extends 'manual' ? ManualContext : ConsumerContext;
+
+export interface ConsumerDefinition<M extends MessageContract, A extends AckMode = 'auto'> {
+  /** The queue to consume from; declare it in the topology. */
+  queue: string;
+  /** The contract that incoming bodies are checked against; the handler's payload type comes from it. */
+  message: M;
+  /** Shown in logs, events and health. Default: the queue name. */
+  name?: string;
+  /** Unacked messages the broker sends ahead (basic.qos). Default 10. */
+  prefetch?: number;
+  /** Handlers running at once, ≤ prefetch. Default 1. */
+  concurrency?: number;
+  /** `auto` (default): resolve = ack, throw = onError. `manual`: the handler calls ctx.ack/nack/reject. `none`: the broker forgets each message once sent. */
+  ackMode?: A;
+  /** When the handler throws: `'dead-letter'` (default) or `'requeue'`. */
+  onError?: OnError;
+  /** How long `stop()` waits for running handlers before closing the channel (their messages are then redelivered). Default 30 000 ms. */
+  stopTimeoutMs?: number;
+  handle(payload: Payload<M>, context: ContextFor<A>): Promise<void> | void;
+}
+
+/** A consumer module: a validated ConsumerDefinition. Pass it to `warren.consume()`. */
+export interface Consumer<M extends MessageContract = MessageContract, A extends AckMode = AckMode> {
+  readonly name: string;
+  readonly queue: string;
+  readonly message: M;
+  readonly prefetch: number;
+  readonly concurrency: number;
+  readonly ackMode: A;
+  readonly onError: OnError;
+  readonly stopTimeoutMs: number;
+  readonly handle: (payload: Payload<M>, context: ContextFor<A>) => Promise<void> | void;
+}
+
+const consumerSchema = z
+  .object({
+    queue: z.string().min(1, 'must name a queue'),
+    name: z.string().min(1).optional(),
+    prefetch: z.number().int().min(1).max(65_535).default(10),
+    concurrency: z.number().int().min(1).default(1),
+    ackMode: z.enum(['auto', 'manual', 'none']).default('auto'),
+    onError: z.enum(['dead-letter', 'requeue']).default('dead-letter'),
+    stopTimeoutMs: z.number().int().nonnegative().default(30_000),
+    handle: z.custom<(...args: never[]) => unknown>((v) => typeof v === 'function', 'must be a function'),
+    message: z.custom<MessageContract>((v) => typeof v === 'object' && v !== null && 'schema' in v, 'must be a contract from defineMessage()'),
+  })
+  .superRefine((c, ctx) => {
+    if (c.concurrency > c.prefetch) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['concurrency'],
+        message: `concurrency (${c.concurrency}) must not exceed prefetch (${c.prefetch}): handlers beyond prefetch would never get a message`,
+      });
+    }
+  });
+
+/**
+ * Defines a consumer module. Throws a ConfigError listing every problem with the options.
+ *
+ * @example
+ * export default defineConsumer({ queue: 'billing.orders', message: OrderPlaced, prefetch: 20, concurrency: 10,
+ *   async handle(order, ctx) { await charge(order.orderId); } }); // resolve = ack; throw = dead-letter
+ */
+export function defineConsumer<M extends MessageContract, const A extends AckMode = 'auto'>(definition: ConsumerDefinition<M, A>): Consumer<M, A> {
+  const where = `consumer${typeof definition.queue === 'string' ? ` for queue '${definition.queue}'` : ''}`;
+  const parsed = parseConfig(consumerSchema, definition, where);
+  if (parsed.ackMode === 'none' && definition.onError !== undefined) {
+    throw new ConfigError(where, ['onError: has no effect with ackMode none (the broker does not wait for an outcome); remove it']);
+  }
+  return Object.freeze({
+    name: parsed.name ?? parsed.queue,
+    queue: parsed.queue,
+    message: definition.message,
+    prefetch: parsed.prefetch,
+    concurrency: parsed.concurrency,
+    ackMode: parsed.ackMode as A,
+    onError: parsed.onError,
+    stopTimeoutMs: parsed.stopTimeoutMs,
+    handle: definition.handle,
+  });
+}

@@ -1,0 +1,316 @@
+/**
+ * Every failure warren reports is a `WarrenError` with a stable string `code`.
+ * Match on `err.code` (or `instanceof`), never on message text.
+ */
+
+/** AMQP 0-9-1 reply codes, by name. */
+export const ReplyCode = {
+  CONTENT_TOO_LARGE: 311,
+  NO_ROUTE: 312,
+  NO_CONSUMERS: 313,
+  CONNECTION_FORCED: 320,
+  INVALID_PATH: 402,
+  ACCESS_REFUSED: 403,
+  NOT_FOUND: 404,
+  RESOURCE_LOCKED: 405,
+  PRECONDITION_FAILED: 406,
+  FRAME_ERROR: 501,
+  SYNTAX_ERROR: 502,
+  COMMAND_INVALID: 503,
+  CHANNEL_ERROR: 504,
+  UNEXPECTED_FRAME: 505,
+  RESOURCE_ERROR: 506,
+  NOT_ALLOWED: 530,
+  NOT_IMPLEMENTED: 540,
+  INTERNAL_ERROR: 541,
+} as const;
+
+export type ReplyCodeName = keyof typeof ReplyCode;
+
+/** The name of an AMQP reply code (`404` → `'NOT_FOUND'`), or undefined for an unknown code. */
+export function replyCodeName(code: number | undefined): ReplyCodeName | undefined {
+  if (code === undefined) return undefined;
+  for (const [name, value] of Object.entries(ReplyCode)) {
+    if (value === code) return name as ReplyCodeName;
+  }
+  return undefined;
+}
+
+export type WarrenErrorCode =
+  | 'CONFIG_INVALID'
+  | 'VALIDATION_FAILED'
+  | 'MESSAGE_TOO_LARGE'
+  | 'CONNECTION_FAILED'
+  | 'ACCESS_REFUSED'
+  | 'CLOSED'
+  | 'TOPOLOGY_MISMATCH'
+  | 'TOPOLOGY_FAILED'
+  | 'PUBLISH_NACKED'
+  | 'UNROUTABLE'
+  | 'PUBLISH_TIMEOUT'
+  | 'PUBLISH_BUFFER_FULL'
+  | 'PUBLISH_FAILED'
+  | 'CONSUME_FAILED'
+  | 'DECODE_FAILED';
+
+export interface WarrenErrorOptions {
+  cause?: unknown;
+}
+
+export class WarrenError extends Error {
+  readonly code: WarrenErrorCode;
+
+  constructor(code: WarrenErrorCode, message: string, options: WarrenErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.name = new.target.name;
+  }
+}
+
+/** An option passed to warren is wrong. `problems` lists every one of them, not only the first. */
+export class ConfigError extends WarrenError {
+  readonly problems: readonly string[];
+
+  constructor(where: string, problems: readonly string[]) {
+    super('CONFIG_INVALID', `Invalid ${where}:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.problems = problems;
+  }
+}
+
+/** One problem zod found in a payload: where in the payload, and what. */
+export interface ValidationIssue {
+  path: readonly PropertyKey[];
+  message: string;
+  code: string;
+}
+
+/** A payload does not match its message's schema. Nothing was sent (or, on receipt, the message was dead-lettered). */
+export class ValidationError extends WarrenError {
+  readonly messageName: string;
+  readonly issues: readonly ValidationIssue[];
+
+  constructor(messageName: string, issues: readonly ValidationIssue[], options: WarrenErrorOptions = {}) {
+    const summary = issues
+      .slice(0, 5)
+      .map((i) => `${i.path.length > 0 ? i.path.map(String).join('.') : '(root)'}: ${i.message}`)
+      .join('; ');
+    super('VALIDATION_FAILED', `Payload for message '${messageName}' does not match its schema: ${summary}`, options);
+    this.messageName = messageName;
+    this.issues = issues;
+  }
+}
+
+/** The encoded body is larger than `maxMessageBytes`. Nothing was sent. */
+export class MessageTooLargeError extends WarrenError {
+  readonly bytes: number;
+  readonly limit: number;
+
+  constructor(messageName: string, bytes: number, limit: number) {
+    super(
+      'MESSAGE_TOO_LARGE',
+      `Message '${messageName}' is ${bytes} bytes, over the ${limit}-byte limit (maxMessageBytes). ` +
+        'Send a reference to the data (e.g. an object-store key) instead, or raise maxMessageBytes.',
+    );
+    this.bytes = bytes;
+    this.limit = limit;
+  }
+}
+
+/** A received body could not be decoded (not JSON, wrong content type). */
+export class DecodeError extends WarrenError {
+  constructor(message: string, options: WarrenErrorOptions = {}) {
+    super('DECODE_FAILED', message, options);
+  }
+}
+
+/** No connection could be made to any of the configured URLs. */
+export class ConnectionError extends WarrenError {
+  constructor(message: string, options: WarrenErrorOptions = {}) {
+    super('CONNECTION_FAILED', message, options);
+  }
+}
+
+/** The broker refused the credentials or the vhost (AMQP 403). Retrying will not help until the config changes. */
+export class AccessRefusedError extends WarrenError {
+  constructor(message: string, options: WarrenErrorOptions = {}) {
+    super('ACCESS_REFUSED', message, options);
+  }
+}
+
+/** The operation was attempted on, or cut short by, a closed warren client or consumer. */
+export class ClosedError extends WarrenError {
+  constructor(message: string, options: WarrenErrorOptions = {}) {
+    super('CLOSED', message, options);
+  }
+}
+
+/** One argument whose declared value differs from what the broker has. */
+export interface ArgumentDifference {
+  argument: string;
+  declared: unknown;
+  actual: unknown;
+}
+
+/**
+ * A queue or exchange exists on the broker with other properties than declared (AMQP 406).
+ * warren does not delete or change it: change the declaration, or delete the entity on the broker.
+ */
+export class TopologyMismatchError extends WarrenError {
+  readonly kind: 'queue' | 'exchange';
+  readonly entity: string;
+  readonly differences: readonly ArgumentDifference[];
+  readonly brokerMessage: string;
+
+  constructor(
+    kind: 'queue' | 'exchange',
+    entity: string,
+    differences: readonly ArgumentDifference[],
+    brokerMessage: string,
+    options: WarrenErrorOptions = {},
+  ) {
+    const detail =
+      differences.length > 0
+        ? differences
+            .map((d) => `${d.argument}: declared ${JSON.stringify(d.declared)}, broker has ${JSON.stringify(d.actual)}`)
+            .join('; ')
+        : brokerMessage;
+    super(
+      'TOPOLOGY_MISMATCH',
+      `The ${kind} '${entity}' exists on the broker with other properties than declared (${detail}). ` +
+        `Change the declaration to match, or delete the ${kind} on the broker so warren can re-create it.`,
+      options,
+    );
+    this.kind = kind;
+    this.entity = entity;
+    this.differences = differences;
+    this.brokerMessage = brokerMessage;
+  }
+}
+
+/** Declaring topology failed for a reason other than a mismatch (e.g. access refused, missing exchange). */
+export class TopologyError extends WarrenError {
+  constructor(message: string, options: WarrenErrorOptions = {}) {
+    super('TOPOLOGY_FAILED', message, options);
+  }
+}
+
+interface PublishTarget {
+  messageId: string;
+  exchange: string;
+  routingKey: string;
+}
+
+function target(t: PublishTarget): string {
+  return `message ${t.messageId} to exchange '${t.exchange}' with routing key '${t.routingKey}'`;
+}
+
+/** The broker refused the message (basic.nack): e.g. a queue at max-length with overflow reject-publish. */
+export class PublishNackedError extends WarrenError {
+  readonly messageId: string;
+
+  constructor(t: PublishTarget) {
+    super(
+      'PUBLISH_NACKED',
+      `The broker refused ${target(t)} (basic.nack). A queue it routes to may be full (max-length with ` +
+        'overflow reject-publish) or unavailable; the message was not stored.',
+    );
+    this.messageId = t.messageId;
+  }
+}
+
+/** A mandatory message matched no queue and the broker returned it (basic.return). */
+export class UnroutableError extends WarrenError {
+  readonly messageId: string;
+  readonly replyCode: number;
+  readonly replyText: string;
+
+  constructor(t: PublishTarget, replyCode: number, replyText: string) {
+    super(
+      'UNROUTABLE',
+      `No queue is bound to receive ${target(t)}: the broker returned it (${replyCode} ${replyText}). ` +
+        'Declare a binding for this routing key, or publish with mandatory: false if dropping it is intended.',
+    );
+    this.messageId = t.messageId;
+    this.replyCode = replyCode;
+    this.replyText = replyText;
+  }
+}
+
+/**
+ * No confirm came within the deadline. The outcome is unknown: the message may still be
+ * delivered. Its messageId lets consumers drop a duplicate if the caller publishes it again.
+ */
+export class PublishTimeoutError extends WarrenError {
+  readonly messageId: string;
+  readonly timeoutMs: number;
+  readonly sent: boolean;
+
+  constructor(t: PublishTarget, timeoutMs: number, sent: boolean) {
+    super(
+      'PUBLISH_TIMEOUT',
+      sent
+        ? `No confirm for ${target(t)} within ${timeoutMs} ms. It was sent, so it may still be delivered; ` +
+            'retry with the same messageId if consumers deduplicate.'
+        : `Could not send ${target(t)} within ${timeoutMs} ms (the broker is unreachable or blocked); it was not sent.`,
+    );
+    this.messageId = t.messageId;
+    this.timeoutMs = timeoutMs;
+    this.sent = sent;
+  }
+}
+
+/** The publish buffer (messages waiting while disconnected or blocked) is full. Nothing was sent. */
+export class PublishBufferFullError extends WarrenError {
+  readonly messageId: string;
+
+  constructor(t: PublishTarget, limit: string) {
+    super(
+      'PUBLISH_BUFFER_FULL',
+      `Cannot buffer ${target(t)}: ${limit} are already waiting for the broker. ` +
+        'Slow down, or raise publisher.maxBufferedMessages / maxBufferedBytes.',
+    );
+    this.messageId = t.messageId;
+  }
+}
+
+/** The broker closed the publishing channel because of this message (e.g. its exchange does not exist). */
+export class PublishError extends WarrenError {
+  readonly messageId: string;
+  readonly replyCode: number | undefined;
+
+  constructor(t: PublishTarget, reason: string, replyCode: number | undefined, options: WarrenErrorOptions = {}) {
+    super('PUBLISH_FAILED', `The broker refused ${target(t)}: ${reason}`, options);
+    this.messageId = t.messageId;
+    this.replyCode = replyCode;
+  }
+}
+
+/** A consumer could not attach to its queue. */
+export class ConsumeError extends WarrenError {
+  readonly queue: string;
+
+  constructor(queue: string, message: string, options: WarrenErrorOptions = {}) {
+    super('CONSUME_FAILED', message, options);
+    this.queue = queue;
+  }
+}
+
+/** The AMQP reply code carried by an amqplib error, if any. */
+export function amqpCode(err: unknown): number | undefined {
+  if (typeof err === 'object' && err !== null && 'code' in err) {
+    const code = (err as { code: unknown }).code;
+    if (typeof code === 'number') return code;
+  }
+  return undefined;
+}
+
+/** The message of any thrown value. */
+export function messageOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** The text the broker sent with a channel or connection close, without amqplib's wrapping. */
+export function brokerText(err: unknown): string {
+  const msg = messageOf(err);
+  return /with message "(.*)"$/s.exec(msg)?.[1] ?? msg;
+}

@@ -1,0 +1,104 @@
+import { z } from 'zod';
+import { parseConfig } from './config.js';
+import { DecodeError, ValidationError, type ValidationIssue } from './errors.js';
+
+export const JSON_CONTENT_TYPE = 'application/json';
+
+/**
+ * A message contract: where a message goes and what it looks like. One zod schema serves both
+ * sides — the producer validates before sending, the consumer validates on receipt, and the
+ * handler's payload type is inferred from it.
+ */
+export interface MessageContract<S extends z.ZodType = z.ZodType> {
+  readonly name: string;
+  readonly exchange: string;
+  readonly routingKey: string;
+  readonly schema: S;
+  readonly contentType: typeof JSON_CONTENT_TYPE;
+  /** Stored to disk by the broker (delivery mode 2). Default true. */
+  readonly persistent: boolean;
+  /** Returned by the broker if no queue is bound for it (→ UnroutableError). Default true. */
+  readonly mandatory: boolean;
+}
+
+/** What the producer passes to `publish()` for this contract. */
+export type PayloadInput<M extends MessageContract> = z.input<M['schema']>;
+/** What the consumer's handler receives for this contract. */
+export type Payload<M extends MessageContract> = z.output<M['schema']>;
+
+export interface MessageDefinition<S extends z.ZodType> {
+  /** A name for logs and errors, e.g. `'order.placed'`. */
+  name: string;
+  /** The exchange to publish to; `''` is the default exchange (routing key = queue name). */
+  exchange: string;
+  routingKey: string;
+  schema: S;
+  persistent?: boolean;
+  mandatory?: boolean;
+}
+
+const definitionSchema = z.strictObject({
+  name: z.string().min(1, 'must not be empty'),
+  exchange: z.string().max(255),
+  routingKey: z.string().max(255),
+  schema: z.custom<z.ZodType>((v) => v instanceof z.ZodType, 'must be a zod schema'),
+  persistent: z.boolean().default(true),
+  mandatory: z.boolean().default(true),
+});
+
+/**
+ * Defines a message contract. Throws a ConfigError listing every problem with the definition.
+ *
+ * @example
+ * const OrderPlaced = defineMessage({ name: 'order.placed', exchange: 'orders', routingKey: 'order.placed',
+ *   schema: z.object({ orderId: z.string(), amountCents: z.number().int().positive() }) });
+ */
+export function defineMessage<S extends z.ZodType>(definition: MessageDefinition<S>): MessageContract<S> {
+  const parsed = parseConfig(definitionSchema, definition, `message definition '${definition.name}'`);
+  return Object.freeze({
+    name: parsed.name,
+    exchange: parsed.exchange,
+    routingKey: parsed.routingKey,
+    schema: definition.schema,
+    contentType: JSON_CONTENT_TYPE,
+    persistent: parsed.persistent,
+    mandatory: parsed.mandatory,
+  });
+}
+
+function toIssues(error: z.ZodError): ValidationIssue[] {
+  return error.issues.map((i) => ({ path: i.path, message: i.message, code: i.code }));
+}
+
+/** Checks a payload against the contract's schema; returns the parsed value or throws ValidationError. */
+export function validatePayload<M extends MessageContract>(contract: M, payload: unknown): Payload<M> {
+  const result = contract.schema.safeParse(payload);
+  if (!result.success) throw new ValidationError(contract.name, toIssues(result.error));
+  return result.data as Payload<M>;
+}
+
+/** Encodes a (validated) payload as a JSON body. */
+export function encodePayload(contract: MessageContract, payload: unknown): Buffer {
+  const json = JSON.stringify(payload);
+  // JSON.stringify(undefined) is undefined: a schema such as z.any() can let that through.
+  if (json === undefined) throw new ValidationError(contract.name, [{ path: [], message: 'payload is not JSON-serialisable', code: 'custom' }]);
+  return Buffer.from(json, 'utf8');
+}
+
+/**
+ * Decodes a received body. Accepts content type application/json (with parameters) or none;
+ * anything else, or a body that is not JSON, throws DecodeError.
+ */
+export function decodeBody(contract: MessageContract, content: Buffer, contentType: string | undefined): unknown {
+  if (contentType !== undefined && contentType !== '') {
+    const base = contentType.split(';', 1)[0]?.trim().toLowerCase();
+    if (base !== JSON_CONTENT_TYPE) {
+      throw new DecodeError(`Message for '${contract.name}' has content type '${contentType}', expected '${JSON_CONTENT_TYPE}'.`);
+    }
+  }
+  try {
+    return JSON.parse(content.toString('utf8')) as unknown;
+  } catch (err) {
+    throw new DecodeError(`Message for '${contract.name}' is not valid JSON (${content.length} bytes).`, { cause: err });
+  }
+}

@@ -1,0 +1,433 @@
+import { randomUUID } from 'node:crypto';
+import type { ChannelModel, ConfirmChannel, Message, Options } from 'amqplib';
+import { backoffDelay, defaultBackoff } from './backoff.js';
+import type { ConnectionManager } from './connection.js';
+import {
+  amqpCode,
+  brokerText,
+  ClosedError,
+  MessageTooLargeError,
+  messageOf,
+  PublishBufferFullError,
+  PublishError,
+  PublishNackedError,
+  PublishTimeoutError,
+  UnroutableError,
+} from './errors.js';
+import type { Logger } from './logger.js';
+import { encodePayload, validatePayload, type MessageContract, type PayloadInput } from './message.js';
+
+/** Per-call options of `publish()`. */
+export interface PublishOptions {
+  /** Defaults to a random UUID. Re-publishes after a reconnect keep it, so consumers can deduplicate. */
+  messageId?: string;
+  correlationId?: string;
+  headers?: Record<string, unknown>;
+  /** Defaults to now. */
+  timestamp?: Date;
+  /** Overrides the contract's routing key. */
+  routingKey?: string;
+  /** Per-message TTL in ms. */
+  expirationMs?: number;
+  priority?: number;
+  replyTo?: string;
+  /** Override the contract's `persistent` / `mandatory`. */
+  persistent?: boolean;
+  mandatory?: boolean;
+  /** Overrides `publisher.timeoutMs` for this message. */
+  timeoutMs?: number;
+}
+
+/** What a confirmed publish resolves with. */
+export interface PublishReceipt {
+  messageId: string;
+}
+
+export interface PublisherSettings {
+  /** Messages sent and not yet confirmed, at most. */
+  maxInFlight: number;
+  /** Deadline for a publish to be confirmed, from the call, in ms. */
+  timeoutMs: number;
+  /** Messages waiting to be sent (while disconnected, blocked, or the window is full), at most. */
+  maxBufferedMessages: number;
+  /** Bytes of message bodies waiting to be sent, at most. */
+  maxBufferedBytes: number;
+  /** Largest body accepted, in bytes. */
+  maxMessageBytes: number;
+  /** Sent as the AMQP app-id property. */
+  appId: string;
+}
+
+interface Pending {
+  readonly contractName: string;
+  readonly exchange: string;
+  readonly routingKey: string;
+  readonly content: Buffer;
+  readonly options: Options.Publish;
+  readonly messageId: string;
+  readonly deadline: number;
+  readonly timeoutMs: number;
+  readonly resolve: (r: PublishReceipt) => void;
+  readonly reject: (e: Error) => void;
+  /** Sent on the current channel and waiting for its confirm. */
+  sent: boolean;
+  /** The caller has its answer (confirm, error, timeout); late broker news is ignored. */
+  settled: boolean;
+}
+
+const SWEEP_INTERVAL_MS = 100;
+
+/**
+ * Publishes on a confirm channel of the publish connection. Messages are pipelined up to
+ * `maxInFlight`, wait in a bounded buffer while the channel is down, blocked or the socket is
+ * full, and are re-published (same messageId) when the channel was lost before their confirm.
+ */
+export class Publisher {
+  readonly #conn: ConnectionManager;
+  readonly #settings: PublisherSettings;
+  readonly #log: Logger;
+  /** Waiting to be sent, oldest first. `#head` skips consumed slots without shifting the array. */
+  #waiting: (Pending | undefined)[] = [];
+  #head = 0;
+  #waitingBytes = 0;
+  #inFlight = new Set<Pending>();
+  #channel: ConfirmChannel | undefined;
+  #opening = false;
+  #writable = true;
+  #channelFailures = 0;
+  #reopenTimer: NodeJS.Timeout | undefined;
+  #sweepTimer: NodeJS.Timeout | undefined;
+  #closing = false;
+  #idleWaiters: (() => void)[] = [];
+
+  constructor(conn: ConnectionManager, settings: PublisherSettings, logger: Logger) {
+    this.#conn = conn;
+    this.#settings = settings;
+    this.#log = logger.child({ component: 'publisher' });
+    conn.on('open', (c) => this.#openChannel(c));
+    conn.on('unblocked', () => this.#pump());
+    const c = conn.connection;
+    if (c !== undefined) this.#openChannel(c);
+  }
+
+  /** Messages accepted by `publish()` and not yet settled. */
+  get pending(): number {
+    return this.#waiting.length - this.#head + this.#inFlight.size;
+  }
+
+  /**
+   * Validates, encodes and publishes a message. Resolves only after the broker confirms it;
+   * rejects with ValidationError, MessageTooLargeError, PublishBufferFullError, UnroutableError,
+   * PublishNackedError, PublishError, PublishTimeoutError or ClosedError.
+   */
+  publish<M extends MessageContract>(contract: M, payload: PayloadInput<M>, options: PublishOptions = {}): Promise<PublishReceipt> {
+    try {
+      return this.#publish(contract, payload, options);
+    } catch (err) {
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
+  }
+
+  #publish(contract: MessageContract, payload: unknown, options: PublishOptions): Promise<PublishReceipt> {
+    const messageId = options.messageId ?? randomUUID();
+    const exchange = contract.exchange;
+    const routingKey = options.routingKey ?? contract.routingKey;
+    if (this.#closing) {
+      return Promise.reject(new ClosedError(`Cannot publish message ${messageId} ('${contract.name}'): warren is closing.`));
+    }
+    validatePayload(contract, payload);
+    const content = encodePayload(contract, payload);
+    if (content.length > this.#settings.maxMessageBytes) throw new MessageTooLargeError(contract.name, content.length, this.#settings.maxMessageBytes);
+
+    const waitingCount = this.#waiting.length - this.#head;
+    if (waitingCount >= this.#settings.maxBufferedMessages) {
+      throw new PublishBufferFullError({ messageId, exchange, routingKey }, `${waitingCount} messages`);
+    }
+    if (this.#waitingBytes + content.length > this.#settings.maxBufferedBytes) {
+      throw new PublishBufferFullError({ messageId, exchange, routingKey }, `${this.#waitingBytes} bytes`);
+    }
+
+    const amqpOptions: Options.Publish = {
+      persistent: options.persistent ?? contract.persistent,
+      mandatory: options.mandatory ?? contract.mandatory,
+      contentType: contract.contentType,
+      messageId,
+      type: contract.name,
+      appId: this.#settings.appId,
+      timestamp: Math.floor((options.timestamp?.getTime() ?? Date.now()) / 1000),
+    };
+    if (options.correlationId !== undefined) amqpOptions.correlationId = options.correlationId;
+    if (options.headers !== undefined) amqpOptions.headers = options.headers;
+    if (options.expirationMs !== undefined) amqpOptions.expiration = String(options.expirationMs);
+    if (options.priority !== undefined) amqpOptions.priority = options.priority;
+    if (options.replyTo !== undefined) amqpOptions.replyTo = options.replyTo;
+
+    const timeoutMs = options.timeoutMs ?? this.#settings.timeoutMs;
+    return new Promise<PublishReceipt>((resolve, reject) => {
+      const p: Pending = {
+        contractName: contract.name,
+        exchange,
+        routingKey,
+        content,
+        options: amqpOptions,
+        messageId,
+        deadline: Date.now() + timeoutMs,
+        timeoutMs,
+        resolve,
+        reject,
+        sent: false,
+        settled: false,
+      };
+      this.#waiting.push(p);
+      this.#waitingBytes += content.length;
+      this.#armSweep();
+      this.#pump();
+    });
+  }
+
+  /** Sends waiting messages while the channel is up, unblocked, writable and the window has room. */
+  #pump(): void {
+    const ch = this.#channel;
+    if (ch === undefined || !this.#writable || this.#conn.state !== 'open') return;
+    while (this.#head < this.#waiting.length && this.#inFlight.size < this.#settings.maxInFlight) {
+      const p = this.#waiting[this.#head];
+      this.#waiting[this.#head] = undefined;
+      this.#head += 1;
+      if (p === undefined || p.settled) continue;
+      this.#waitingBytes -= p.content.length;
+      if (!this.#send(ch, p)) break;
+    }
+    if (this.#head === this.#waiting.length) {
+      this.#waiting = [];
+      this.#head = 0;
+    } else if (this.#head > 1024 && this.#head * 2 > this.#waiting.length) {
+      this.#waiting = this.#waiting.slice(this.#head);
+      this.#head = 0;
+    }
+    this.#checkIdle();
+  }
+
+  /** Returns false when the socket buffer is full (wait for 'drain') or the channel is gone. */
+  #send(ch: ConfirmChannel, p: Pending): boolean {
+    p.sent = true;
+    this.#inFlight.add(p);
+    let ok: boolean;
+    try {
+      ok = ch.publish(p.exchange, p.routingKey, p.content, p.options, (err: unknown) => this.#onConfirm(ch, p, err));
+    } catch (err) {
+      this.#inFlight.delete(p);
+      p.sent = false;
+      if (err instanceof RangeError) {
+        // amqplib refuses e.g. a headers table over its encoding buffer: this message can never be sent.
+        this.#settle(p, new PublishError(p, `it cannot be encoded (${err.message}); make its headers smaller`, undefined, { cause: err }));
+        return true;
+      }
+      // The channel closed under us; its 'close' handler will reopen it. Keep the message first in line.
+      this.#requeueFront([p]);
+      return false;
+    }
+    if (!ok) this.#writable = false;
+    return ok;
+  }
+
+  #onConfirm(ch: ConfirmChannel, p: Pending, err: unknown): void {
+    this.#inFlight.delete(p);
+    p.sent = false;
+    if (err === null || err === undefined) {
+      this.#channelFailures = 0;
+      this.#settle(p, undefined);
+    } else if (messageOf(err) === 'message nacked') {
+      this.#settle(p, new PublishNackedError(p));
+    } else {
+      // 'channel closed': the confirm was lost with the channel.
+      this.#onLostConfirm(ch, p);
+    }
+    this.#pump();
+  }
+
+  #lostOnClose: Pending[] = [];
+  #closeError: Error | undefined;
+
+  #onLostConfirm(_ch: ConfirmChannel, p: Pending): void {
+    if (p.settled) return;
+    const refused = this.#closeError !== undefined ? refusedExchange(this.#closeError) : undefined;
+    if (refused !== undefined && refused === p.exchange && this.#closeError !== undefined) {
+      this.#settle(p, new PublishError(p, brokerText(this.#closeError), amqpCode(this.#closeError), { cause: this.#closeError }));
+      return;
+    }
+    // Collected here and put back at the front, in order, by the channel's 'close' handler.
+    this.#lostOnClose.push(p);
+  }
+
+  #requeueFront(items: Pending[]): void {
+    const live = items.filter((p) => !p.settled);
+    if (live.length === 0) return;
+    for (const p of live) this.#waitingBytes += p.content.length;
+    this.#waiting = [...live, ...this.#waiting.slice(this.#head)];
+    this.#head = 0;
+  }
+
+  #settle(p: Pending, err: Error | undefined): void {
+    if (p.settled) return;
+    p.settled = true;
+    if (err === undefined) p.resolve({ messageId: p.messageId });
+    else p.reject(err);
+  }
+
+  #openChannel(conn: ChannelModel): void {
+    if (this.#opening || this.#channel !== undefined || this.#closing) return;
+    this.#opening = true;
+    conn.createConfirmChannel().then(
+      (ch) => {
+        this.#opening = false;
+        if (this.#closing || conn !== this.#conn.connection) {
+          ch.close().catch(() => undefined);
+          return;
+        }
+        this.#adoptChannel(conn, ch);
+      },
+      (err: unknown) => {
+        this.#opening = false;
+        this.#log.warn({ err: messageOf(err) }, 'could not open the publish channel; will retry');
+        this.#scheduleReopen(conn);
+      },
+    );
+  }
+
+  #adoptChannel(conn: ChannelModel, ch: ConfirmChannel): void {
+    this.#channel = ch;
+    this.#writable = true;
+    this.#closeError = undefined;
+    ch.on('error', (err: Error) => {
+      // Emitted just before 'close' when the broker closes the channel; kept to explain the lost confirms.
+      this.#closeError = err;
+      this.#log.warn({ err: err.message }, 'the broker closed the publish channel');
+    });
+    ch.on('drain', () => {
+      this.#writable = true;
+      this.#pump();
+    });
+    ch.on('return', (msg: Message) => this.#onReturn(msg));
+    ch.on('close', () => {
+      if (this.#channel !== ch) return;
+      this.#channel = undefined;
+      const lost = this.#lostOnClose.splice(0);
+      if (lost.length > 0) this.#log.info({ count: lost.length }, 'publish channel closed with unconfirmed messages; re-publishing them');
+      this.#requeueFront(lost);
+      const byServer = this.#closeError !== undefined;
+      this.#channelFailures = byServer ? this.#channelFailures + 1 : 0;
+      if (!this.#closing && conn === this.#conn.connection) this.#scheduleReopen(conn);
+      this.#checkIdle();
+    });
+    this.#log.debug('publish channel open');
+    this.#pump();
+  }
+
+  /** Reopens the channel on the same connection, backing off if the broker keeps closing it. */
+  #scheduleReopen(conn: ChannelModel): void {
+    if (this.#reopenTimer !== undefined) return;
+    const delay = this.#channelFailures <= 1 ? 0 : backoffDelay(this.#channelFailures - 2, defaultBackoff);
+    this.#reopenTimer = setTimeout(() => {
+      this.#reopenTimer = undefined;
+      if (conn === this.#conn.connection) this.#openChannel(conn);
+    }, delay);
+  }
+
+  #onReturn(msg: Message): void {
+    const id = msg.properties.messageId as string | undefined;
+    for (const p of this.#inFlight) {
+      if (p.messageId === id && !p.settled) {
+        this.#channelFailures = 0;
+        // basic.return carries reply-code and reply-text; amqplib's types omit them.
+        const fields = msg.fields as typeof msg.fields & { replyCode?: number; replyText?: string };
+        this.#settle(p, new UnroutableError(p, fields.replyCode ?? 312, fields.replyText ?? 'NO_ROUTE'));
+        return;
+      }
+    }
+  }
+
+  #armSweep(): void {
+    if (this.#sweepTimer !== undefined) return;
+    this.#sweepTimer = setInterval(() => this.#sweep(), SWEEP_INTERVAL_MS);
+    this.#sweepTimer.unref();
+  }
+
+  /** Rejects publishes past their deadline; a waiting one is also dropped from the buffer so it is never sent. */
+  #sweep(): void {
+    const now = Date.now();
+    for (let i = this.#head; i < this.#waiting.length; i += 1) {
+      const p = this.#waiting[i];
+      if (p !== undefined && !p.settled && p.deadline <= now) {
+        this.#waiting[i] = undefined;
+        this.#waitingBytes -= p.content.length;
+        this.#settle(p, new PublishTimeoutError(p, p.timeoutMs, false));
+      }
+    }
+    for (const p of this.#inFlight) {
+      if (!p.settled && p.deadline <= now) this.#settle(p, new PublishTimeoutError(p, p.timeoutMs, true));
+    }
+    if (this.pending === 0 && this.#sweepTimer !== undefined) {
+      clearInterval(this.#sweepTimer);
+      this.#sweepTimer = undefined;
+    }
+    this.#checkIdle();
+  }
+
+  #checkIdle(): void {
+    if (this.#idleWaiters.length === 0) return;
+    if (this.#countUnsettled() > 0) return;
+    for (const w of this.#idleWaiters.splice(0)) w();
+  }
+
+  #countUnsettled(): number {
+    let n = 0;
+    for (let i = this.#head; i < this.#waiting.length; i += 1) if (this.#waiting[i]?.settled === false) n += 1;
+    for (const p of this.#inFlight) if (!p.settled) n += 1;
+    return n;
+  }
+
+  /**
+   * Stops accepting publishes, waits up to `timeoutMs` for every accepted one to settle, then
+   * rejects what is left with ClosedError and closes the channel.
+   */
+  async close(timeoutMs: number): Promise<void> {
+    this.#closing = true;
+    if (this.#countUnsettled() > 0) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, timeoutMs);
+        this.#idleWaiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
+    const left = [...this.#waiting.slice(this.#head), ...this.#inFlight, ...this.#lostOnClose];
+    let dropped = 0;
+    for (const p of left) {
+      if (p === undefined || p.settled) continue;
+      dropped += 1;
+      this.#settle(
+        p,
+        new ClosedError(
+          `warren closed before message ${p.messageId} was ${p.sent ? 'confirmed (it was sent; it may still be delivered)' : 'sent (it was not sent)'}.`,
+        ),
+      );
+    }
+    if (dropped > 0) this.#log.warn({ count: dropped }, 'closed with unsettled publishes; they were rejected with ClosedError');
+    this.#waiting = [];
+    this.#head = 0;
+    this.#inFlight.clear();
+    if (this.#sweepTimer !== undefined) clearInterval(this.#sweepTimer);
+    if (this.#reopenTimer !== undefined) clearTimeout(this.#reopenTimer);
+    const ch = this.#channel;
+    this.#channel = undefined;
+    if (ch !== undefined) await ch.close().catch(() => undefined);
+  }
+}
+
+/** The exchange a channel-close error says it refused, e.g. "NOT_FOUND - no exchange 'x' in vhost '/'". */
+function refusedExchange(err: Error): string | undefined {
+  const code = amqpCode(err);
+  if (code === undefined || code < 400) return undefined;
+  return /exchange '([^']*)'/.exec(err.message)?.[1];
+}

@@ -1,0 +1,225 @@
+import { z } from 'zod';
+import { durationMs, parseConfig } from './config.js';
+import { ConfigError } from './errors.js';
+
+const name = z.string().min(1, 'must not be empty').max(255, 'must be at most 255 characters');
+const args = z.record(z.string(), z.unknown());
+
+const exchangeSchema = z.strictObject({
+  type: z.enum(['direct', 'topic', 'fanout', 'headers']),
+  durable: z.boolean().default(true),
+  autoDelete: z.boolean().default(false),
+  internal: z.boolean().default(false),
+  alternateExchange: name.optional(),
+  arguments: args.optional(),
+});
+
+const bindingSchema = z.strictObject({
+  exchange: name,
+  routingKey: z.string().default(''),
+  arguments: args.optional(),
+});
+
+const queueSchema = z.strictObject({
+  type: z.enum(['classic', 'quorum', 'stream']).default('classic'),
+  durable: z.boolean().default(true),
+  exclusive: z.boolean().default(false),
+  autoDelete: z.boolean().default(false),
+  bindings: z.array(bindingSchema).default([]),
+  deadLetter: z.union([z.boolean(), z.strictObject({ exchange: z.string(), routingKey: z.string().optional() })]).default(false),
+  maxLength: z.number().int().nonnegative().optional(),
+  maxLengthBytes: z.number().int().nonnegative().optional(),
+  overflow: z.enum(['drop-head', 'reject-publish', 'reject-publish-dlx']).optional(),
+  messageTtl: durationMs.optional(),
+  expires: durationMs.optional(),
+  singleActiveConsumer: z.boolean().optional(),
+  maxPriority: z.number().int().min(1).max(255).optional(),
+  deliveryLimit: z.number().int().nonnegative().optional(),
+  deadLetterStrategy: z.enum(['at-most-once', 'at-least-once']).optional(),
+  arguments: args.optional(),
+});
+
+const topologySchema = z.strictObject({
+  exchanges: z.record(name, exchangeSchema).default({}),
+  queues: z.record(name, queueSchema).default({}),
+});
+
+export type ExchangeType = 'direct' | 'topic' | 'fanout' | 'headers';
+/** An exchange as written in `defineTopology()`. Defaults: durable, not auto-delete, not internal. */
+export type ExchangeDefinition = z.input<typeof exchangeSchema>;
+/** A queue binding: messages published to `exchange` with a matching `routingKey` reach the queue. */
+export type BindingDefinition = z.input<typeof bindingSchema>;
+/**
+ * A queue as written in `defineTopology()`. Defaults: classic, durable, no dead-lettering.
+ * `deadLetter: true` declares `<queue>.dlq` beside it and routes rejected messages there.
+ */
+export type QueueDefinition = z.input<typeof queueSchema>;
+export type TopologyDefinition = z.input<typeof topologySchema>;
+
+export interface DeclaredExchange {
+  readonly name: string;
+  readonly type: ExchangeType;
+  readonly durable: boolean;
+  readonly autoDelete: boolean;
+  readonly internal: boolean;
+  readonly arguments: Readonly<Record<string, unknown>>;
+}
+
+export interface DeclaredBinding {
+  readonly exchange: string;
+  readonly routingKey: string;
+  readonly arguments: Readonly<Record<string, unknown>>;
+}
+
+export interface DeclaredQueue {
+  readonly name: string;
+  readonly type: 'classic' | 'quorum' | 'stream';
+  readonly durable: boolean;
+  readonly exclusive: boolean;
+  readonly autoDelete: boolean;
+  /** The `x-` arguments sent with queue.declare. */
+  readonly arguments: Readonly<Record<string, unknown>>;
+  readonly bindings: readonly DeclaredBinding[];
+  /** Where rejected messages go, if anywhere. */
+  readonly deadLetter: { readonly exchange: string; readonly routingKey: string | undefined } | undefined;
+  /** The queue this one is the dead-letter queue of (set on generated `.dlq` queues). */
+  readonly deadLetterOf: string | undefined;
+}
+
+/** A validated topology, ready to be asserted on each (re)connect. Build it with `defineTopology()`. */
+export interface Topology {
+  readonly exchanges: readonly DeclaredExchange[];
+  /** Queues in declaration order; a generated dead-letter queue comes just before its queue. */
+  readonly queues: readonly DeclaredQueue[];
+  queue(name: string): DeclaredQueue | undefined;
+  exchange(name: string): DeclaredExchange | undefined;
+}
+
+/** Exchanges every broker has; they may be bound to without being declared. */
+const BUILT_IN_EXCHANGES = new Set(['amq.direct', 'amq.topic', 'amq.fanout', 'amq.headers', 'amq.match', 'amq.rabbitmq.trace']);
+
+export const DLQ_SUFFIX = '.dlq';
+
+/**
+ * Declares exchanges, queues and bindings as plain data. The result is asserted on the broker on
+ * every (re)connect. Throws a ConfigError listing every problem found.
+ *
+ * @example
+ * defineTopology({
+ *   exchanges: { orders: { type: 'topic' } },
+ *   queues: { 'billing.orders': { type: 'quorum', deadLetter: true,
+ *                                 bindings: [{ exchange: 'orders', routingKey: 'order.*' }] } },
+ * });
+ */
+export function defineTopology(definition: TopologyDefinition): Topology {
+  const parsed = parseConfig(topologySchema, definition, 'topology');
+  const problems: string[] = [];
+
+  const exchanges: DeclaredExchange[] = [];
+  for (const [exName, ex] of Object.entries(parsed.exchanges)) {
+    if (exName.startsWith('amq.')) problems.push(`exchanges.${exName}: names starting with 'amq.' are reserved by RabbitMQ`);
+    const exArgs: Record<string, unknown> = { ...ex.arguments };
+    if (ex.alternateExchange !== undefined) exArgs['alternate-exchange'] = ex.alternateExchange;
+    exchanges.push({ name: exName, type: ex.type, durable: ex.durable, autoDelete: ex.autoDelete, internal: ex.internal, arguments: exArgs });
+  }
+  const exchangeNames = new Set(exchanges.map((e) => e.name));
+  const knownExchange = (n: string): boolean => exchangeNames.has(n) || BUILT_IN_EXCHANGES.has(n);
+
+  const queues: DeclaredQueue[] = [];
+  const declaredQueueNames = new Set(Object.keys(parsed.queues));
+  for (const [qName, q] of Object.entries(parsed.queues)) {
+    const at = `queues.${qName}`;
+    if (qName.startsWith('amq.')) problems.push(`${at}: names starting with 'amq.' are reserved by RabbitMQ`);
+    if (q.type !== 'classic') {
+      if (!q.durable) problems.push(`${at}: ${q.type} queues are always durable; remove durable: false`);
+      if (q.exclusive) problems.push(`${at}: ${q.type} queues cannot be exclusive`);
+      if (q.autoDelete) problems.push(`${at}: ${q.type} queues cannot be auto-delete`);
+      if (q.maxPriority !== undefined) problems.push(`${at}: maxPriority needs a classic queue`);
+      if (q.overflow === 'reject-publish-dlx') problems.push(`${at}: overflow 'reject-publish-dlx' needs a classic queue`);
+    }
+    if (q.type !== 'quorum') {
+      if (q.deliveryLimit !== undefined) problems.push(`${at}: deliveryLimit needs a quorum queue`);
+      if (q.deadLetterStrategy !== undefined) problems.push(`${at}: deadLetterStrategy needs a quorum queue`);
+    }
+    if (q.type === 'stream' && q.deadLetter !== false) problems.push(`${at}: stream queues do not dead-letter; remove deadLetter`);
+    if (q.deadLetterStrategy === 'at-least-once' && q.overflow !== 'reject-publish') {
+      problems.push(`${at}: deadLetterStrategy 'at-least-once' needs overflow: 'reject-publish' (RabbitMQ requires it)`);
+    }
+    q.bindings.forEach((b, i) => {
+      if (b.exchange === '') problems.push(`${at}.bindings.${i}: the default exchange '' cannot be bound; every queue is reachable through it by name`);
+      else if (!knownExchange(b.exchange)) problems.push(`${at}.bindings.${i}: exchange '${b.exchange}' is not declared in this topology`);
+    });
+
+    let deadLetter: DeclaredQueue['deadLetter'];
+    let dlq: DeclaredQueue | undefined;
+    if (q.deadLetter === true) {
+      const dlqName = qName + DLQ_SUFFIX;
+      if (declaredQueueNames.has(dlqName)) problems.push(`${at}: deadLetter: true would declare '${dlqName}', which is already declared`);
+      // The default exchange routes by queue name, so no extra exchange is needed.
+      deadLetter = { exchange: '', routingKey: dlqName };
+      dlq = {
+        name: dlqName,
+        type: q.type === 'quorum' ? 'quorum' : 'classic',
+        durable: q.durable,
+        exclusive: false,
+        autoDelete: false,
+        arguments: q.type === 'quorum' ? { 'x-queue-type': 'quorum' } : {},
+        bindings: [],
+        deadLetter: undefined,
+        deadLetterOf: qName,
+      };
+    } else if (typeof q.deadLetter === 'object') {
+      if (q.deadLetter.exchange !== '' && !knownExchange(q.deadLetter.exchange)) {
+        problems.push(`${at}.deadLetter.exchange: exchange '${q.deadLetter.exchange}' is not declared in this topology`);
+      }
+      deadLetter = { exchange: q.deadLetter.exchange, routingKey: q.deadLetter.routingKey };
+    }
+
+    const xArgs: Record<string, unknown> = {};
+    if (q.type !== 'classic') xArgs['x-queue-type'] = q.type;
+    if (q.maxLength !== undefined) xArgs['x-max-length'] = q.maxLength;
+    if (q.maxLengthBytes !== undefined) xArgs['x-max-length-bytes'] = q.maxLengthBytes;
+    if (q.overflow !== undefined) xArgs['x-overflow'] = q.overflow;
+    if (q.messageTtl !== undefined) xArgs['x-message-ttl'] = q.messageTtl;
+    if (q.expires !== undefined) xArgs['x-expires'] = q.expires;
+    if (q.singleActiveConsumer !== undefined) xArgs['x-single-active-consumer'] = q.singleActiveConsumer;
+    if (q.maxPriority !== undefined) xArgs['x-max-priority'] = q.maxPriority;
+    if (q.deliveryLimit !== undefined) xArgs['x-delivery-limit'] = q.deliveryLimit;
+    if (q.deadLetterStrategy !== undefined) xArgs['x-dead-letter-strategy'] = q.deadLetterStrategy;
+    if (deadLetter !== undefined) {
+      xArgs['x-dead-letter-exchange'] = deadLetter.exchange;
+      if (deadLetter.routingKey !== undefined) xArgs['x-dead-letter-routing-key'] = deadLetter.routingKey;
+    }
+    for (const [k, v] of Object.entries(q.arguments ?? {})) {
+      if (k in xArgs) problems.push(`${at}.arguments.${k}: also set by a named option; set it in one place`);
+      else xArgs[k] = v;
+    }
+
+    if (dlq !== undefined) queues.push(dlq);
+    queues.push({
+      name: qName,
+      type: q.type,
+      durable: q.durable,
+      exclusive: q.exclusive,
+      autoDelete: q.autoDelete,
+      arguments: xArgs,
+      bindings: q.bindings.map((b) => ({ exchange: b.exchange, routingKey: b.routingKey, arguments: b.arguments ?? {} })),
+      deadLetter,
+      deadLetterOf: undefined,
+    });
+  }
+
+  if (problems.length > 0) throw new ConfigError('topology', problems);
+
+  const queueByName = new Map(queues.map((q) => [q.name, q]));
+  const exchangeByName = new Map(exchanges.map((e) => [e.name, e]));
+  return {
+    exchanges,
+    queues,
+    queue: (n) => queueByName.get(n),
+    exchange: (n) => exchangeByName.get(n),
+  };
+}
+
+/** An empty topology: warren declares nothing. */
+export const emptyTopology: Topology = defineTopology({});
