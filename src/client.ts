@@ -241,7 +241,7 @@ export class Warren extends TypedEmitter<WarrenEvents> {
       }
     }
     const conn = await this.#consumeConnection();
-    const runtime = new ConsumerRuntime(consumer as unknown as Consumer, {
+    const runtime = new ConsumerRuntime(consumer, {
       connection: conn,
       declare: this.#declare,
       logger: this.#root,

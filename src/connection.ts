@@ -276,13 +276,12 @@ export class ConnectionManager extends TypedEmitter<ConnectionEvents> {
 
   #sleep(ms: number): Promise<void> {
     return new Promise((resolve) => {
-      const timer = setTimeout(done, ms);
-      const self = this;
-      function done(): void {
+      const done = (): void => {
         clearTimeout(timer);
-        self.#wakeSleep = undefined;
+        this.#wakeSleep = undefined;
         resolve();
-      }
+      };
+      const timer = setTimeout(done, ms);
       this.#wakeSleep = done;
     });
   }

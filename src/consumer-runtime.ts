@@ -272,6 +272,7 @@ export class ConsumerRuntime implements ConsumerHandle {
     const messageId = props.messageId as string | undefined;
     const ts = props.timestamp as number | undefined;
     let log: Logger | undefined;
+    const consumerLog = this.#log;
     const base: ConsumerContext = {
       messageId,
       correlationId: props.correlationId as string | undefined,
@@ -282,11 +283,10 @@ export class ConsumerRuntime implements ConsumerHandle {
       routingKey: msg.fields.routingKey,
       timestamp: typeof ts === 'number' ? new Date(ts * 1000) : undefined,
       get log(): Logger {
-        log ??= self.#log.child({ messageId });
+        log ??= consumerLog.child({ messageId });
         return log;
       },
     };
-    const self = this;
     if (this.#def.ackMode !== 'manual') return base;
     const settle = (action: BrokerAction, what: string): void => {
       if (delivery.settled) {

@@ -52,7 +52,8 @@ export interface ConsumerDefinition<M extends MessageContract, A extends AckMode
   onError?: OnError;
   /** How long `stop()` waits for running handlers before closing the channel (their messages are then redelivered). Default 30 000 ms. */
   stopTimeoutMs?: number;
-  handle(payload: Payload<M>, context: ContextFor<A>): Promise<void> | void;
+  /** Resolve to ack (auto mode); throw to dead-letter or requeue (onError). */
+  handle: (payload: Payload<M>, context: ContextFor<A>) => Promise<void> | void;
 }
 
 /** A consumer module: a validated ConsumerDefinition. Pass it to `warren.consume()`. */

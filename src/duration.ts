@@ -4,7 +4,7 @@ const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 
 export type Duration = number | `${number}${'ms' | 's' | 'm' | 'h'}`;
 
 /** Converts a Duration to milliseconds; undefined for a malformed one. */
-export function toMs(d: Duration | string): number | undefined {
+export function toMs(d: number | string): number | undefined {
   if (typeof d === 'number') return Number.isFinite(d) && d >= 0 ? d : undefined;
   const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/.exec(d.trim());
   if (!m) return undefined;

@@ -298,7 +298,7 @@ export class ConsumeError extends WarrenError {
 /** The AMQP reply code carried by an amqplib error, if any. */
 export function amqpCode(err: unknown): number | undefined {
   if (typeof err === 'object' && err !== null && 'code' in err) {
-    const code = (err as { code: unknown }).code;
+    const code = err.code;
     if (typeof code === 'number') return code;
   }
   return undefined;

@@ -1,0 +1,144 @@
+// Test helpers for talking to the broker the run chose (see test/setup/global-broker.ts):
+// unique names, a raw amqplib channel, exact queue counts, the management API, and cleanup.
+import { randomBytes } from 'node:crypto';
+import amqp, { type Channel, type ChannelModel } from 'amqplib';
+import { pino, type Logger } from 'pino';
+import { inject } from 'vitest';
+
+export function brokerUrls(): { amqpUrl: string; managementUrl: string } {
+  return { amqpUrl: inject('amqpUrl'), managementUrl: inject('managementUrl') };
+}
+
+/** A name no other test (or earlier run) uses: `prefix-<random>`. */
+export function uniqueName(prefix: string): string {
+  return `test.${prefix}-${randomBytes(5).toString('hex')}`;
+}
+
+/** Opens a raw amqplib connection and channel, runs `fn`, and closes both. */
+export async function withRawChannel<T>(fn: (ch: Channel, conn: ChannelModel) => Promise<T>): Promise<T> {
+  const conn = await amqp.connect(brokerUrls().amqpUrl);
+  conn.on('error', () => undefined);
+  try {
+    const ch = await conn.createChannel();
+    ch.on('error', () => undefined);
+    return await fn(ch, conn);
+  } finally {
+    await conn.close().catch(() => undefined);
+  }
+}
+
+/** Exact counts from queue.declare-ok (the management API's figures lag by seconds). */
+export async function queueCounts(queue: string): Promise<{ messages: number; consumers: number }> {
+  return withRawChannel(async (ch) => {
+    const ok = await ch.checkQueue(queue);
+    return { messages: ok.messageCount, consumers: ok.consumerCount };
+  });
+}
+
+/** Takes every ready message off a queue (acking them) and returns them. */
+export async function drainQueue(queue: string): Promise<amqp.GetMessage[]> {
+  return withRawChannel(async (ch) => {
+    const out: amqp.GetMessage[] = [];
+    for (;;) {
+      const m = await ch.get(queue, { noAck: true });
+      if (m === false) return out;
+      out.push(m);
+    }
+  });
+}
+
+/** Polls `check` until it returns a value other than undefined/false, or fails with `description`. */
+export async function waitFor<T>(
+  check: () => Promise<T | undefined | false> | T | undefined | false,
+  description: string,
+  { timeoutMs = 10_000, intervalMs = 50 }: { timeoutMs?: number; intervalMs?: number } = {},
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await check();
+      if (v !== undefined && v !== false) return v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`Timed out after ${timeoutMs} ms waiting for ${description}${last ? ` (last error: ${String(last)})` : ''}`);
+    }
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+}
+
+/** The management HTTP API of the test broker. */
+export const management = {
+  async request(method: string, path: string, body?: unknown): Promise<Response> {
+    const u = new URL(brokerUrls().managementUrl);
+    const auth = Buffer.from(`${decodeURIComponent(u.username)}:${decodeURIComponent(u.password)}`).toString('base64');
+    u.username = '';
+    u.password = '';
+    const headers: Record<string, string> = { authorization: `Basic ${auth}`, 'content-type': 'application/json', 'x-reason': 'warren test' };
+    const init: RequestInit = { method, headers };
+    if (body !== undefined) init.body = JSON.stringify(body);
+    return fetch(u.toString().replace(/\/$/, '') + path, init);
+  },
+  async json<T>(path: string): Promise<T | undefined> {
+    const res = await this.request('GET', path);
+    if (res.status === 404) return undefined;
+    if (!res.ok) throw new Error(`GET ${path}: ${res.status}`);
+    return (await res.json()) as T;
+  },
+  /** Connections as the management API lists them. */
+  async connections(): Promise<{ name: string; user: string; timeout: number; client_properties: { connection_name?: string } }[]> {
+    return (await this.json('/api/connections')) ?? [];
+  },
+  /** Connections whose client-provided name is `connectionName`. */
+  async connectionsNamed(connectionName: string): Promise<{ name: string; timeout: number }[]> {
+    return (await this.connections()).filter((c) => c.client_properties.connection_name === connectionName);
+  },
+  /** Force-closes every connection with this client-provided name (as an operator would); returns how many. */
+  async closeConnectionsNamed(connectionName: string): Promise<number> {
+    const conns = await this.connectionsNamed(connectionName);
+    for (const c of conns) await this.request('DELETE', `/api/connections/${encodeURIComponent(c.name)}`);
+    return conns.length;
+  },
+  async queue(name: string): Promise<{ arguments: Record<string, unknown>; durable: boolean; type?: string } | undefined> {
+    return this.json(`/api/queues/%2F/${encodeURIComponent(name)}`);
+  },
+  async exchange(name: string): Promise<{ type: string; durable: boolean; arguments: Record<string, unknown> } | undefined> {
+    return this.json(`/api/exchanges/%2F/${encodeURIComponent(name)}`);
+  },
+  async bindings(queue: string): Promise<{ source: string; routing_key: string }[]> {
+    return (await this.json(`/api/queues/%2F/${encodeURIComponent(queue)}/bindings`)) ?? [];
+  },
+};
+
+const tracked = { queues: new Set<string>(), exchanges: new Set<string>() };
+
+/** Remember a queue/exchange so `cleanupTracked()` deletes it after the test. */
+export const track = {
+  queue(name: string): string {
+    tracked.queues.add(name);
+    return name;
+  },
+  exchange(name: string): string {
+    tracked.exchanges.add(name);
+    return name;
+  },
+};
+
+/** Deletes tracked queues and exchanges; call it in afterEach. */
+export async function cleanupTracked(): Promise<void> {
+  const queues = [...tracked.queues];
+  const exchanges = [...tracked.exchanges];
+  tracked.queues.clear();
+  tracked.exchanges.clear();
+  for (const q of queues) await management.request('DELETE', `/api/queues/%2F/${encodeURIComponent(q)}`);
+  for (const e of exchanges) await management.request('DELETE', `/api/exchanges/%2F/${encodeURIComponent(e)}`);
+}
+
+/** A pino logger whose lines are collected in memory, to assert what warren logs. */
+export function memoryLogger(level = 'debug'): { logger: Logger; lines: string[]; records: () => Record<string, unknown>[] } {
+  const lines: string[] = [];
+  const logger = pino({ level }, { write: (line: string) => void lines.push(line) });
+  return { logger, lines, records: () => lines.map((l) => JSON.parse(l) as Record<string, unknown>) };
+}

@@ -1,0 +1,117 @@
+// A TCP proxy owned by a test, between warren and the broker, to cut or stall the network on
+// purpose. It listens on 127.0.0.1 only and forwards to one target.
+import net from 'node:net';
+
+export interface TcpProxy {
+  /** amqp URL that goes through the proxy (credentials and vhost of `amqpUrl`, proxy's port). */
+  readonly url: string;
+  readonly port: number;
+  /** Bytes forwarded client → broker so far. */
+  readonly bytesUp: number;
+  /** Bytes forwarded broker → client so far. */
+  readonly bytesDown: number;
+  /** Open client connections. */
+  readonly connections: number;
+  /** Stops forwarding in one or both directions; sockets stay open. */
+  pause(direction?: 'up' | 'down' | 'both'): void;
+  resume(): void;
+  /** Destroys every open connection (the listener keeps accepting). */
+  cut(): void;
+  close(): Promise<void>;
+}
+
+interface Pair {
+  client: net.Socket;
+  upstream: net.Socket;
+}
+
+/** Starts a proxy on a free loopback port forwarding to the host and port of `amqpUrl`. */
+export async function startTcpProxy(amqpUrl: string): Promise<TcpProxy> {
+  const target = new URL(amqpUrl);
+  const targetPort = Number(target.port || 5672);
+  const targetHost = target.hostname;
+  const pairs = new Set<Pair>();
+  let pausedUp = false;
+  let pausedDown = false;
+  let bytesUp = 0;
+  let bytesDown = 0;
+
+  const server = net.createServer((client) => {
+    const upstream = net.connect(targetPort, targetHost);
+    const pair = { client, upstream };
+    pairs.add(pair);
+    // Paused directions buffer in the kernel/stream: data is held, not dropped.
+    client.on('data', (chunk) => {
+      bytesUp += chunk.length;
+      upstream.write(chunk);
+    });
+    upstream.on('data', (chunk) => {
+      bytesDown += chunk.length;
+      client.write(chunk);
+    });
+    if (pausedUp) client.pause();
+    if (pausedDown) upstream.pause();
+    const end = (): void => {
+      pairs.delete(pair);
+      client.destroy();
+      upstream.destroy();
+    };
+    client.on('close', end);
+    upstream.on('close', end);
+    client.on('error', end);
+    upstream.on('error', end);
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => resolve());
+  });
+  const address = server.address();
+  if (address === null || typeof address === 'string') throw new Error('proxy did not get a TCP port');
+  const proxied = new URL(amqpUrl);
+  proxied.hostname = '127.0.0.1';
+  proxied.port = String(address.port);
+
+  const cut = (): void => {
+    for (const p of pairs) {
+      p.client.destroy();
+      p.upstream.destroy();
+    }
+    pairs.clear();
+  };
+  return {
+    url: proxied.toString(),
+    port: address.port,
+    get bytesUp() {
+      return bytesUp;
+    },
+    get bytesDown() {
+      return bytesDown;
+    },
+    get connections() {
+      return pairs.size;
+    },
+    pause(direction = 'both') {
+      if (direction !== 'down') {
+        pausedUp = true;
+        for (const p of pairs) p.client.pause();
+      }
+      if (direction !== 'up') {
+        pausedDown = true;
+        for (const p of pairs) p.upstream.pause();
+      }
+    },
+    resume() {
+      pausedUp = false;
+      pausedDown = false;
+      for (const p of pairs) {
+        p.client.resume();
+        p.upstream.resume();
+      }
+    },
+    cut,
+    close() {
+      cut();
+      return new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}

@@ -1,0 +1,112 @@
+// Chooses the broker the tests use, once per run:
+//   1. AMQP_URL (and RABBITMQ_MANAGEMENT_URL) when set;
+//   2. else a broker answering on 127.0.0.1:5672 (guest/guest);
+//   3. else a throwaway RabbitMQ started with testcontainers, where Docker is available;
+//   4. else fail with a message that says what to start.
+// Unit tests need none of this, but share the run: a missing broker fails the run loudly
+// rather than skipping integration tests silently.
+import net from 'node:net';
+import type {} from 'vitest';
+import type { TestProject } from 'vitest/node';
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    amqpUrl: string;
+    managementUrl: string;
+  }
+}
+
+const DEFAULT_AMQP = 'amqp://guest:guest@127.0.0.1:5672';
+const DEFAULT_MANAGEMENT = 'http://guest:guest@127.0.0.1:15672';
+
+function redact(url: string): string {
+  return url.replace(/\/\/([^:@/]*):[^@/]*@/, '//$1:***@');
+}
+
+function portOpen(host: string, port: number, timeoutMs = 1000): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect({ host, port });
+    const done = (ok: boolean): void => {
+      socket.destroy();
+      resolve(ok);
+    };
+    socket.setTimeout(timeoutMs, () => done(false));
+    socket.once('connect', () => done(true));
+    socket.once('error', () => done(false));
+  });
+}
+
+/** Derives the management URL from an AMQP URL: same host and credentials, port 15672. */
+function managementFor(amqpUrl: string): string {
+  const u = new URL(amqpUrl);
+  const m = new URL(DEFAULT_MANAGEMENT);
+  m.hostname = u.hostname;
+  m.username = u.username || 'guest';
+  m.password = u.password || 'guest';
+  return m.toString().replace(/\/$/, '');
+}
+
+async function managementAnswers(url: string): Promise<boolean> {
+  const u = new URL(url);
+  const auth = Buffer.from(`${decodeURIComponent(u.username)}:${decodeURIComponent(u.password)}`).toString('base64');
+  u.username = '';
+  u.password = '';
+  try {
+    const res = await fetch(new URL('api/overview', u.toString().replace(/\/?$/, '/')), {
+      headers: { authorization: `Basic ${auth}` },
+      signal: AbortSignal.timeout(3000),
+    });
+    return res.ok;
+  } catch {
+    return false;
+  }
+}
+
+async function dockerAvailable(): Promise<boolean> {
+  try {
+    const { getContainerRuntimeClient } = await import('testcontainers');
+    await getContainerRuntimeClient();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export default async function setup(project: TestProject): Promise<(() => Promise<void>) | undefined> {
+  let amqpUrl = process.env['AMQP_URL'];
+  let managementUrl = process.env['RABBITMQ_MANAGEMENT_URL'];
+  let teardown: (() => Promise<void>) | undefined;
+
+  if (amqpUrl === undefined) {
+    if (await portOpen('127.0.0.1', 5672)) {
+      amqpUrl = DEFAULT_AMQP;
+      managementUrl ??= DEFAULT_MANAGEMENT;
+    } else if (await dockerAvailable()) {
+      const { RabbitMQContainer } = await import('@testcontainers/rabbitmq');
+      const container = await new RabbitMQContainer('rabbitmq:3.13-management').start();
+      amqpUrl = container.getAmqpUrl();
+      managementUrl = `http://guest:guest@${container.getHost()}:${container.getMappedPort(15672)}`;
+      teardown = async () => {
+        await container.stop();
+      };
+    } else {
+      throw new Error(
+        'No RabbitMQ broker found for the tests: nothing answers on 127.0.0.1:5672 and Docker is not available. ' +
+          'Start one with `docker compose up -d` (or install Debian\'s rabbitmq-server), or set AMQP_URL ' +
+          '(and RABBITMQ_MANAGEMENT_URL) to a broker you can use.',
+      );
+    }
+  }
+  managementUrl ??= managementFor(amqpUrl);
+  if (!(await managementAnswers(managementUrl))) {
+    await teardown?.();
+    throw new Error(
+      `The RabbitMQ management API does not answer at ${redact(managementUrl)}. The integration tests use it to ` +
+        'inspect queues and close connections: run `rabbitmq-plugins enable rabbitmq_management` on the broker, ' +
+        'or set RABBITMQ_MANAGEMENT_URL.',
+    );
+  }
+  project.provide('amqpUrl', amqpUrl);
+  project.provide('managementUrl', managementUrl);
+  return teardown;
+}
