@@ -196,9 +196,12 @@ export class ConsumerRuntime implements ConsumerHandle {
     this.#waiting = [];
     if (this.#stopping) return;
     this.#setDetached('channel closed');
-    // If the connection itself is gone, the manager's 'open' event re-attaches; otherwise reopen here.
-    if (conn === this.#deps.connection.connection) this.#onAttachFailed(conn, new Error('consumer channel closed by the broker'));
     this.#checkIdle();
+    // amqplib closes the channels before it reports the connection closed: look again once that
+    // has happened. If the connection is gone, its 'open' event re-attaches; otherwise reopen here.
+    setImmediate(() => {
+      if (!this.#stopping && conn === this.#deps.connection.connection) this.#onAttachFailed(conn, new Error('consumer channel closed by the broker'));
+    });
   }
 
   #setDetached(reason: string): void {

@@ -71,6 +71,8 @@ interface Pending {
   readonly reject: (e: Error) => void;
   /** Sent on the current channel and waiting for its confirm. */
   sent: boolean;
+  /** Sent at least once (perhaps on a channel since lost): the broker may have it. */
+  wasSent: boolean;
   /** The caller has its answer (confirm, error, timeout); late broker news is ignored. */
   settled: boolean;
 }
@@ -176,6 +178,7 @@ export class Publisher {
         resolve,
         reject,
         sent: false,
+        wasSent: false,
         settled: false,
       };
       this.#waiting.push(p);
@@ -210,10 +213,11 @@ export class Publisher {
   /** Returns false when the socket buffer is full (wait for 'drain') or the channel is gone. */
   #send(ch: ConfirmChannel, p: Pending): boolean {
     p.sent = true;
+    p.wasSent = true;
     this.#inFlight.add(p);
     let ok: boolean;
     try {
-      ok = ch.publish(p.exchange, p.routingKey, p.content, p.options, (err: unknown) => this.#onConfirm(ch, p, err));
+      ok = ch.publish(p.exchange, p.routingKey, p.content, p.options, (err: unknown) => this.#onConfirm(p, err));
     } catch (err) {
       this.#inFlight.delete(p);
       p.sent = false;
@@ -230,7 +234,7 @@ export class Publisher {
     return ok;
   }
 
-  #onConfirm(ch: ConfirmChannel, p: Pending, err: unknown): void {
+  #onConfirm(p: Pending, err: unknown): void {
     this.#inFlight.delete(p);
     p.sent = false;
     if (err === null || err === undefined) {
@@ -239,8 +243,9 @@ export class Publisher {
     } else if (messageOf(err) === 'message nacked') {
       this.#settle(p, new PublishNackedError(p));
     } else {
-      // 'channel closed': the confirm was lost with the channel.
-      this.#onLostConfirm(ch, p);
+      // 'channel closed': the confirm was lost with the channel. Don't pump into the closing channel.
+      this.#onLostConfirm(p);
+      return;
     }
     this.#pump();
   }
@@ -248,7 +253,7 @@ export class Publisher {
   #lostOnClose: Pending[] = [];
   #closeError: Error | undefined;
 
-  #onLostConfirm(_ch: ConfirmChannel, p: Pending): void {
+  #onLostConfirm(p: Pending): void {
     if (p.settled) return;
     const refused = this.#closeError !== undefined ? refusedExchange(this.#closeError) : undefined;
     if (refused !== undefined && refused === p.exchange && this.#closeError !== undefined) {
@@ -360,7 +365,7 @@ export class Publisher {
       if (p !== undefined && !p.settled && p.deadline <= now) {
         this.#waiting[i] = undefined;
         this.#waitingBytes -= p.content.length;
-        this.#settle(p, new PublishTimeoutError(p, p.timeoutMs, false));
+        this.#settle(p, new PublishTimeoutError(p, p.timeoutMs, p.wasSent));
       }
     }
     for (const p of this.#inFlight) {
@@ -409,7 +414,7 @@ export class Publisher {
       this.#settle(
         p,
         new ClosedError(
-          `warren closed before message ${p.messageId} was ${p.sent ? 'confirmed (it was sent; it may still be delivered)' : 'sent (it was not sent)'}.`,
+          `warren closed before message ${p.messageId} was ${p.wasSent ? 'confirmed (it was sent; it may still be delivered)' : 'sent (it was not sent)'}.`,
         ),
       );
     }
