@@ -208,6 +208,7 @@ export class Warren extends TypedEmitter<WarrenEvents> {
   /** @internal */
   async start(): Promise<void> {
     await this.#publishConn.start();
+    await this.#publisher.ready();
   }
 
   /** The publish connection's state (the consume connection's is in `health()`). */

@@ -99,8 +99,12 @@ export class Publisher {
   #channelFailures = 0;
   #reopenTimer: NodeJS.Timeout | undefined;
   #sweepTimer: NodeJS.Timeout | undefined;
+  /** close() was called: no new publishes; accepted ones still go out. */
   #closing = false;
+  /** close() finished: the channel is gone for good. */
+  #closed = false;
   #idleWaiters: (() => void)[] = [];
+  #readyWaiters: (() => void)[] = [];
 
   constructor(conn: ConnectionManager, settings: PublisherSettings, logger: Logger) {
     this.#conn = conn;
@@ -110,6 +114,12 @@ export class Publisher {
     conn.on('unblocked', () => this.#pump());
     const c = conn.connection;
     if (c !== undefined) this.#openChannel(c);
+  }
+
+  /** Resolves once the publish channel is open (connect() waits for it, so the first publish goes straight out). */
+  ready(): Promise<void> {
+    if (this.#channel !== undefined || this.#closed) return Promise.resolve();
+    return new Promise((resolve) => this.#readyWaiters.push(resolve));
   }
 
   /** Messages accepted by `publish()` and not yet settled. */
@@ -280,12 +290,12 @@ export class Publisher {
   }
 
   #openChannel(conn: ChannelModel): void {
-    if (this.#opening || this.#channel !== undefined || this.#closing) return;
+    if (this.#opening || this.#channel !== undefined || this.#closed) return;
     this.#opening = true;
     conn.createConfirmChannel().then(
       (ch) => {
         this.#opening = false;
-        if (this.#closing || conn !== this.#conn.connection) {
+        if (this.#closed || conn !== this.#conn.connection) {
           ch.close().catch(() => undefined);
           return;
         }
@@ -321,10 +331,11 @@ export class Publisher {
       this.#requeueFront(lost);
       const byServer = this.#closeError !== undefined;
       this.#channelFailures = byServer ? this.#channelFailures + 1 : 0;
-      if (!this.#closing && conn === this.#conn.connection) this.#scheduleReopen(conn);
+      if (!this.#closed && conn === this.#conn.connection) this.#scheduleReopen(conn);
       this.#checkIdle();
     });
     this.#log.debug('publish channel open');
+    for (const w of this.#readyWaiters.splice(0)) w();
     this.#pump();
   }
 
@@ -419,6 +430,8 @@ export class Publisher {
       );
     }
     if (dropped > 0) this.#log.warn({ count: dropped }, 'closed with unsettled publishes; they were rejected with ClosedError');
+    this.#closed = true;
+    for (const w of this.#readyWaiters.splice(0)) w();
     this.#waiting = [];
     this.#head = 0;
     this.#inFlight.clear();
