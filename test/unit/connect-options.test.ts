@@ -1,19 +1,14 @@
 import net from 'node:net';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi, type MockInstance } from 'vitest';
 import { ConfigError, connect, type ConnectOptions } from '../../src/index.js';
 
 // Any connection attempt would show up here: a ConfigError must come before any network I/O.
-let attempts = 0;
-const original = net.Socket.prototype.connect;
+let connectSpy: MockInstance;
 beforeEach(() => {
-  attempts = 0;
-  net.Socket.prototype.connect = function (this: net.Socket, ...args: unknown[]) {
-    attempts += 1;
-    return (original as (...a: unknown[]) => net.Socket).apply(this, args);
-  } as typeof original;
+  connectSpy = vi.spyOn(net.Socket.prototype, 'connect');
 });
 afterEach(() => {
-  net.Socket.prototype.connect = original;
+  vi.restoreAllMocks();
 });
 
 async function configError(options: ConnectOptions): Promise<ConfigError> {
@@ -36,7 +31,7 @@ describe('connect() options', () => {
     } as ConnectOptions);
     expect(err.code).toBe('CONFIG_INVALID');
     expect(err.problems).toHaveLength(4);
-    expect(attempts).toBe(0);
+    expect(connectSpy).not.toHaveBeenCalled();
   });
 
   it('needs at least one URL', async () => {
