@@ -1,204 +1,377 @@
+// README "What happens when things fail": the broker closes the connections mid-stream, the
+// network is gone for a while, a delivery's channel closes under its handler, the broker cancels
+// a consumer. No confirmed message may be lost, and everything must come back by itself.
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { defineConsumer, type ConsumerEvent, type WarrenError } from '../../src/index.js';
-import { brokerUrls, cleanupTracked, management, queueCounts, uniqueName, waitFor, withRawChannel } from '../helpers/broker.js';
+import { defineConsumer, PublishTimeoutError, type ConnectionRole, type ConsumerEvent, type ReconnectInfo, type WarrenError } from '../../src/index.js';
+import { brokerUrls, cleanupTracked, drainQueue, management, memoryLogger, queueCounts, uniqueName, waitFor } from '../helpers/broker.js';
 import { closeClients, gate, openClient, pingSetup } from '../helpers/warren.js';
 
-const servers: net.Server[] = [];
-afterEach(async () => {
-  await closeClients();
-  for (const s of servers.splice(0)) s.close();
-  await cleanupTracked();
-});
-
-/** The management API's names of a client's publish and consume connections, once both are listed. */
-async function visible(name: string): Promise<string[] | undefined> {
-  const all = await management.connections();
-  const mine = all.filter((c) => c.client_properties.connection_name === `${name}:publish` || c.client_properties.connection_name === `${name}:consume`);
-  return mine.length === 2 ? mine.map((c) => c.name) : undefined;
+/**
+ * A loopback proxy to the broker that can also refuse connections, which test/helpers/tcp-proxy.ts
+ * cannot: while `accepting` is false, a new connection is destroyed as soon as it arrives, so the
+ * broker looks unreachable and warren keeps retrying.
+ */
+interface GateProxy {
+  readonly url: string;
+  accepting: boolean;
+  /** Destroys every open connection. */
+  cut(): void;
+  close(): Promise<void>;
 }
 
-/**
- * A proxy that can refuse connections: while `accepting` is false every new socket is destroyed
- * at once, so warren stays disconnected until the test lets it back in.
- */
-async function gatedProxy(): Promise<{ url: string; accepting: boolean; cut: () => void }> {
-  const target = new URL(brokerUrls().amqpUrl);
+async function startGateProxy(amqpUrl: string): Promise<GateProxy> {
+  const target = new URL(amqpUrl);
   const sockets = new Set<net.Socket>();
-  const state = { accepting: true };
+  const proxy = { accepting: true } as { accepting: boolean };
   const server = net.createServer((client) => {
-    if (!state.accepting) {
+    if (!proxy.accepting) {
       client.destroy();
       return;
     }
     const upstream = net.connect(Number(target.port || 5672), target.hostname);
+    const end = (): void => {
+      client.destroy();
+      upstream.destroy();
+      sockets.delete(client);
+      sockets.delete(upstream);
+    };
     for (const s of [client, upstream]) {
       sockets.add(s);
-      s.on('error', () => s.destroy());
-      s.on('close', () => {
-        sockets.delete(s);
-        client.destroy();
-        upstream.destroy();
-      });
+      s.on('close', end);
+      s.on('error', end);
     }
     client.pipe(upstream);
     upstream.pipe(client);
   });
-  servers.push(server);
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const url = new URL(brokerUrls().amqpUrl);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => resolve());
+  });
+  const address = server.address();
+  if (address === null || typeof address === 'string') throw new Error('proxy did not get a TCP port');
+  const url = new URL(amqpUrl);
   url.hostname = '127.0.0.1';
-  url.port = String((server.address() as net.AddressInfo).port);
-  return Object.assign(state, {
+  url.port = String(address.port);
+  const cut = (): void => {
+    for (const s of sockets) s.destroy();
+    sockets.clear();
+  };
+  return Object.assign(proxy, {
     url: url.toString(),
-    cut: () => {
-      for (const s of sockets) s.destroy();
+    cut,
+    close: () => {
+      cut();
+      return new Promise<void>((resolve) => server.close(() => resolve()));
     },
   });
 }
 
-describe('reconnect', () => {
-  it.each(['classic', 'quorum'] as const)('loses no confirmed message when the broker closes every connection mid-stream (%s queue)', async (type) => {
-    expect.hasAssertions();
-    const s = pingSetup({ type });
-    const name = uniqueName('svc');
-    const warren = await openClient({ topology: s.topology, name, reconnect: { initialDelay: 20, maxDelay: 500 } });
-    const consumed = new Map<string, number>();
-    const events: ConsumerEvent['type'][] = [];
-    warren.on('consumer', (e) => events.push(e.type));
-    await warren.consume(
-      defineConsumer({ queue: s.queue, message: s.message, prefetch: 50, concurrency: 5, handle: (p) => void consumed.set(p.id, (consumed.get(p.id) ?? 0) + 1) }),
-    );
-    // The management API lists connections only after its next stats round (~5 s).
-    let connections = await waitFor(async () => visible(name), 'both connections in the management API', { timeoutMs: 15_000 });
+const proxies: GateProxy[] = [];
+async function gateProxy(): Promise<GateProxy> {
+  const p = await startGateProxy(brokerUrls().amqpUrl);
+  proxies.push(p);
+  return p;
+}
 
-    const published = new Set<string>();
-    const confirmed = new Set<string>();
-    const failed: string[] = [];
-    let streaming = true;
-    let next = 0;
-    // A steady stream (~500 msg/s) that goes on until both cuts are done.
-    const worker = async (): Promise<void> => {
-      while (streaming) {
-        const id = `m${next++}`;
-        published.add(id);
-        try {
-          await warren.publish(s.message, { id, n: 0 }, { timeoutMs: 20_000 });
-          confirmed.add(id);
-        } catch (err) {
-          failed.push(`${id}: ${(err as WarrenError).code}`);
-        }
-        await new Promise((r) => setTimeout(r, 20));
+afterEach(async () => {
+  for (const p of proxies) p.accepting = true;
+  await closeClients();
+  await Promise.all(proxies.splice(0).map((p) => p.close()));
+  await cleanupTracked();
+});
+
+/**
+ * The management API lists a new connection only after its next statistics tick (up to ~5 s), so
+ * look the connections up first and close them when the test says so. Connections closed before
+ * are skipped: the API keeps listing them for a few seconds too.
+ */
+function connectionCloser(name: string, roles: readonly ConnectionRole[]) {
+  const closed = new Set<string>();
+  return {
+    /** The management names of this client's current connections, one or more per role. */
+    listed: (): Promise<string[]> =>
+      waitFor(
+        async () => {
+          const perRole = await Promise.all(
+            roles.map(async (role) => (await management.connectionsNamed(`${name}:${role}`)).filter((c) => !closed.has(c.name))),
+          );
+          return perRole.every((found) => found.length > 0) ? perRole.flat().map((c) => c.name) : undefined;
+        },
+        `the ${roles.join(' and ')} connections of ${name} in the management API`,
+        { timeoutMs: 15_000, intervalMs: 100 },
+      ),
+    /** Force-closes them as an operator would; returns the HTTP statuses. */
+    close: async (names: readonly string[]): Promise<number[]> => {
+      const statuses: number[] = [];
+      for (const n of names) {
+        closed.add(n);
+        statuses.push((await management.request('DELETE', `/api/connections/${encodeURIComponent(n)}`)).status);
       }
-    };
-    const stream = Promise.all(Array.from({ length: 10 }, worker));
-    for (const cut of [1, 2]) {
-      const before = confirmed.size;
-      await waitFor(() => confirmed.size >= before + 300, `300 confirms before cut ${cut}`, { timeoutMs: 20_000 });
-      for (const c of connections) await management.request('DELETE', `/api/connections/${encodeURIComponent(c)}`);
-      const old = new Set(connections);
-      connections = await waitFor(async () => {
-        const now = await visible(name);
-        return now && now.every((c) => !old.has(c)) ? now : undefined;
-      }, `the reconnected connections after cut ${cut}`, { timeoutMs: 20_000 });
-    }
-    const atEnd = confirmed.size;
-    await waitFor(() => confirmed.size >= atEnd + 300, '300 confirms after the last cut', { timeoutMs: 20_000 });
-    streaming = false;
-    await stream;
+      return statuses;
+    },
+  };
+}
 
-    expect(failed).toEqual([]);
-    expect(confirmed.size).toBe(published.size);
-    await waitFor(() => [...confirmed].every((id) => consumed.has(id)), 'every confirmed message to be consumed', { timeoutMs: 30_000 });
-    const lost = [...confirmed].filter((id) => !consumed.has(id));
-    const unexpected = [...consumed.keys()].filter((id) => !published.has(id));
-    const duplicates = [...consumed.values()].reduce((a, b) => a + b, 0) - consumed.size;
-    console.log(`${type}: published ${published.size}, confirmed ${confirmed.size}, consumed ${consumed.size} unique, ${duplicates} duplicates`);
-    expect(lost).toEqual([]);
-    expect(unexpected).toEqual([]);
-    expect(duplicates).toBeLessThan(published.size / 10);
-    expect(events.filter((e) => e === 'detached')).toHaveLength(2);
-    expect(events.at(-1)).toBe('attached');
-    await waitFor(() => warren.health().ok, 'health ok');
-    await warren.close();
-    expect((await queueCounts(s.queue)).messages).toBe(0);
-  }, 90_000);
+type Outcome = { kind: 'confirmed' } | { kind: 'rejected'; code: string } | { kind: 'hung' };
 
-  it('holds publishes while disconnected and sends them when the broker is back; times out those that wait too long', async () => {
+/** Settles with what became of `p`, or 'hung' if it did not settle within `ms`. */
+async function outcomeOf(p: Promise<unknown>, ms: number): Promise<Outcome> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<Outcome>((resolve) => {
+    timer = setTimeout(() => resolve({ kind: 'hung' }), ms);
+  });
+  try {
+    return await Promise.race([
+      p.then(
+        (): Outcome => ({ kind: 'confirmed' }),
+        (e: unknown): Outcome => ({ kind: 'rejected', code: (e as WarrenError).code ?? String(e) }),
+      ),
+      deadline,
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+describe('reconnect', () => {
+  const N = 2000;
+  const WINDOW = 100;
+  const CLOSE_AT = [500, 1200] as const;
+  // Before issuing this publish the producer waits until the reconnected connections are listed
+  // by the management API, so the second close can happen at once when CLOSE_AT[1] is confirmed.
+  const HOLD_AT = 1100;
+
+  it.each(['classic', 'quorum'] as const)(
+    'loses no confirmed message when the broker closes both connections twice mid-stream (%s queue)',
+    async (type) => {
+      expect.hasAssertions();
+      const s = pingSetup({ type });
+      const name = uniqueName('svc');
+      const warren = await openClient({ topology: s.topology, name });
+      const consumerEvents: ConsumerEvent['type'][] = [];
+      const disconnects: { role: ConnectionRole; outstanding: number }[] = [];
+      const consumed = new Map<string, number>();
+      warren.on('consumer', (e) => consumerEvents.push(e.type));
+      await warren.consume(
+        defineConsumer({
+          queue: s.queue,
+          message: s.message,
+          concurrency: 5,
+          handle: (p) => void consumed.set(p.id, (consumed.get(p.id) ?? 0) + 1),
+        }),
+      );
+
+      // The producer: N publishes, at most WINDOW outstanding, each with its own deadline.
+      const published = new Set<string>();
+      const confirmed = new Set<string>();
+      const failed: { id: string; outcome: Outcome }[] = [];
+      let issued = 0;
+      let settled = 0;
+      warren.on('disconnected', (e) => disconnects.push({ role: e.role, outstanding: issued - settled }));
+      const milestones = new Map<number, () => void>();
+      const reached = (count: number): Promise<void> => new Promise((resolve) => milestones.set(count, resolve));
+      const hold = gate();
+      const producer = async (): Promise<void> => {
+        while (issued < N) {
+          const i = issued;
+          if (i === HOLD_AT) await hold.promise;
+          if (issued !== i) continue; // another worker went past the hold first
+          issued += 1;
+          const id = `m-${i}`;
+          published.add(id);
+          const outcome = await outcomeOf(warren.publish(s.message, { id, n: i }), 20_000);
+          settled += 1;
+          if (outcome.kind === 'confirmed') {
+            confirmed.add(id);
+            milestones.get(confirmed.size)?.();
+          } else {
+            failed.push({ id, outcome });
+          }
+        }
+      };
+
+      const closer = connectionCloser(name, ['publish', 'consume']);
+      const first = await closer.listed();
+      const closedFirst = reached(CLOSE_AT[0]);
+      const closedSecond = reached(CLOSE_AT[1]);
+      const stream = Promise.all(Array.from({ length: WINDOW }, producer));
+
+      await closedFirst;
+      expect(await closer.close(first)).toEqual([204, 204]);
+      const second = await closer.listed(); // the reconnected ones
+      hold.open();
+      await closedSecond;
+      expect(await closer.close(second)).toEqual([204, 204]);
+      await stream;
+
+      expect(failed).toEqual([]); // none rejected, none hung
+      expect(confirmed.size).toBe(N);
+      // Both connections went down twice, each time with publishes outstanding.
+      expect(disconnects.map((d) => d.role).sort()).toEqual(['consume', 'consume', 'publish', 'publish']);
+      for (const d of disconnects.filter((x) => x.role === 'publish')) expect(d.outstanding).toBeGreaterThan(0);
+
+      await waitFor(() => [...confirmed].every((id) => consumed.has(id)), 'every confirmed message to be consumed', { timeoutMs: 20_000 });
+      const lost = [...confirmed].filter((id) => !consumed.has(id));
+      const unknown = [...consumed.keys()].filter((id) => !published.has(id));
+      const duplicates = [...consumed.values()].reduce((sum, n) => sum + n - 1, 0);
+      console.log(
+        `${type} queue: ${N} confirmed, ${consumed.size} consumed, ${duplicates} duplicate deliveries handled; ` +
+          `publishes outstanding when the publish connection dropped: ${disconnects.filter((d) => d.role === 'publish').map((d) => d.outstanding).join(', ')}`,
+      );
+      expect(lost).toEqual([]);
+      expect(unknown).toEqual([]);
+      expect(duplicates).toBeLessThan(N);
+
+      expect(consumerEvents).toEqual(['attached', 'detached', 'attached', 'detached', 'attached']);
+      expect(warren.health()).toMatchObject({ ok: true, consumers: [{ queue: s.queue, attached: true }] });
+      // Redeliveries of duplicates settle too; then nothing is left behind once the consumer stops.
+      await waitFor(
+        async () => (await queueCounts(s.queue)).messages === 0 && warren.health().consumers[0]?.inFlight === 0,
+        'the queue to drain',
+      );
+      await warren.close();
+      expect(await queueCounts(s.queue)).toEqual({ messages: 0, consumers: 0 });
+    },
+    60_000,
+  );
+
+  it('publishes made while the broker is unreachable wait, then succeed once it is back', async () => {
     expect.hasAssertions();
     const s = pingSetup();
-    const proxy = await gatedProxy();
+    const proxy = await gateProxy();
     const warren = await openClient({ urls: [proxy.url], topology: s.topology, reconnect: { initialDelay: 20, maxDelay: 100 } });
-    const down = new Promise<void>((resolve) => warren.on('disconnected', () => resolve()));
+    const attempts: ReconnectInfo[] = [];
+    warren.on('reconnecting', (info) => attempts.push(info));
+    const lost = new Promise<void>((resolve) => warren.once('disconnected', () => resolve()));
     proxy.accepting = false;
     proxy.cut();
-    await down;
-    let settled = 0;
-    const waiting = Array.from({ length: 20 }, (_, n) => warren.publish(s.message, { id: `w${n}`, n }).finally(() => (settled += 1)));
-    const doomed = warren.publish(s.message, { id: 'late', n: 0 }, { timeoutMs: 300 }).catch((e: unknown) => e as WarrenError);
-    const timedOut = await doomed;
-    expect(timedOut).toMatchObject({ code: 'PUBLISH_TIMEOUT', sent: false });
-    expect(settled).toBe(0); // still waiting, not rejected
+    await lost;
     expect(warren.state).toBe('connecting');
+
+    let settledCount = 0;
+    const pubs = Array.from({ length: 20 }, (_, n) =>
+      warren.publish(s.message, { id: `w-${n}`, n }).finally(() => {
+        settledCount += 1;
+      }),
+    );
+    // Several reconnect attempts fail while the publishes are waiting: none is rejected or sent.
+    const before = attempts.length;
+    await waitFor(() => attempts.length >= before + 3, 'three more failed reconnect attempts');
+    expect(settledCount).toBe(0);
+    expect(attempts.every((a) => a.role === 'publish')).toBe(true);
+    expect((await queueCounts(s.queue)).messages).toBe(0);
+
     proxy.accepting = true;
-    await Promise.all(waiting);
-    const ids: string[] = [];
-    await withRawChannel(async (ch) => {
-      for (let m = await ch.get(s.queue, { noAck: true }); m !== false; m = await ch.get(s.queue, { noAck: true })) {
-        ids.push((JSON.parse(m.content.toString()) as { id: string }).id);
-      }
-    });
-    expect(ids.sort()).toEqual(Array.from({ length: 20 }, (_, n) => `w${n}`).sort());
+    const receipts = await Promise.all(pubs);
+    expect(receipts).toHaveLength(20);
+    expect(warren.health()).toMatchObject({ ok: true, connections: { publish: { state: 'open' } } });
+    const arrived = (await drainQueue(s.queue)).map((m) => (JSON.parse(m.content.toString()) as { id: string }).id);
+    expect(arrived.sort()).toEqual(pubs.map((_, n) => `w-${n}`).sort());
   });
 
-  it('never acks a delivery from a closed channel on the new one; the broker redelivers it', async () => {
+  it('a publish waiting while the broker is unreachable rejects with PUBLISH_TIMEOUT (sent: false) after publisher.timeout and is never sent', async () => {
     expect.hasAssertions();
     const s = pingSetup();
+    const proxy = await gateProxy();
+    const warren = await openClient({
+      urls: [proxy.url],
+      topology: s.topology,
+      reconnect: { initialDelay: 20, maxDelay: 100 },
+      publisher: { timeout: 500 },
+    });
+    const lost = new Promise<void>((resolve) => warren.once('disconnected', () => resolve()));
+    proxy.accepting = false;
+    proxy.cut();
+    await lost;
+
+    const started = Date.now();
+    const err = await warren.publish(s.message, { id: 'too-late', n: 0 }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(PublishTimeoutError);
+    expect(err).toMatchObject({ code: 'PUBLISH_TIMEOUT', sent: false });
+    expect(Date.now() - started).toBeGreaterThanOrEqual(500);
+
+    proxy.accepting = true;
+    await waitFor(() => warren.state === 'open', 'the publish connection to come back');
+    await warren.publish(s.message, { id: 'after', n: 1 });
+    const arrived = (await drainQueue(s.queue)).map((m) => (JSON.parse(m.content.toString()) as { id: string }).id);
+    expect(arrived).toEqual(['after']);
+  });
+
+  it('never acks a delivery from a closed channel on the new one: the broker redelivers it and the consumer stays attached', async () => {
+    expect.hasAssertions();
+    const s = pingSetup({ deadLetter: true });
     const name = uniqueName('svc');
-    const warren = await openClient({ topology: s.topology, name, reconnect: { initialDelay: 20, maxDelay: 200 } });
+    const log = memoryLogger();
+    const warren = await openClient({ topology: s.topology, name, logger: log.logger });
+    const events: ConsumerEvent[] = [];
+    warren.on('consumer', (e) => events.push(e));
     const release = gate();
-    const deliveries: boolean[] = [];
-    const events: ConsumerEvent['type'][] = [];
-    warren.on('consumer', (e) => events.push(e.type));
+    const calls: { id: string; redelivered: boolean }[] = [];
     await warren.consume(
       defineConsumer({
         queue: s.queue,
         message: s.message,
-        handle: async (_p, ctx) => {
-          deliveries.push(ctx.redelivered);
-          if (deliveries.length === 1) await release.promise;
+        handle: async (p, ctx) => {
+          calls.push({ id: p.id, redelivered: ctx.redelivered });
+          if (calls.length === 1) await release.promise;
         },
       }),
     );
-    await warren.publish(s.message, { id: 'slow', n: 0 });
-    await waitFor(() => deliveries.length === 1, 'the handler to start');
-    await waitFor(async () => (await management.closeConnectionsNamed(`${name}:consume`)) === 1, 'the consume connection to close', { timeoutMs: 15_000 });
-    await waitFor(() => events.length === 3, 're-attachment');
-    // The first handler now finishes. Its ack must not go to the new channel, where the same tag
-    // now names the redelivered copy (concurrency 1: that copy waits for this handler).
-    release.open();
-    await waitFor(() => deliveries.length === 2, 'the redelivery on the new channel');
-    await waitFor(async () => (await queueCounts(s.queue)).messages === 0 && warren.health().consumers[0]?.inFlight === 0, 'the redelivery acked');
-    expect(deliveries).toEqual([false, true]);
-    // A stray ack of the old tag would close the new channel (406): the consumer would detach again.
-    await warren.publish(s.message, { id: 'after', n: 1 });
-    await waitFor(() => deliveries.length === 3, 'the next message');
-    expect(events).toEqual(['attached', 'detached', 'attached']);
+    const closer = connectionCloser(name, ['consume']);
+    const consumeConnection = await closer.listed();
+
+    const { messageId } = await warren.publish(s.message, { id: 'a', n: 1 });
+    await waitFor(() => calls.length === 1, 'the handler to hold the message');
+    expect(await closer.close(consumeConnection)).toEqual([204]);
+    await waitFor(() => events.filter((e) => e.type === 'attached').length === 2, 'the consumer to re-attach');
+    release.open(); // the first handler finishes now, after its channel is gone
+
+    await waitFor(() => calls.length === 2 && warren.health().consumers[0]?.inFlight === 0, 'the redelivery to be handled');
+    expect(calls).toEqual([
+      { id: 'a', redelivered: false },
+      { id: 'a', redelivered: true },
+    ]);
+    // The subscription is intact: a later message is handled on it, and nothing detached it
+    // (acking the old tag on the new channel would close it with 406 PRECONDITION_FAILED).
+    await warren.publish(s.message, { id: 'b', n: 2 });
+    await waitFor(() => calls.length === 3 && warren.health().consumers[0]?.inFlight === 0, 'the next message to be handled');
+    expect(calls[2]).toEqual({ id: 'b', redelivered: false });
+    await waitFor(async () => (await queueCounts(s.queue)).messages === 0, 'the queue to drain');
+    const reattached = events[2];
+    expect(events.map((e) => e.type)).toEqual(['attached', 'detached', 'attached']);
+    expect(warren.health()).toMatchObject({ ok: true, consumers: [{ attached: true, consumerTag: reattached?.type === 'attached' ? reattached.consumerTag : 'none' }] });
+    // README: "it logs a debug line and lets the broker redeliver".
+    expect(log.records().some((r) => r['level'] === 20 && r['component'] === 'consumer' && r['messageId'] === messageId)).toBe(true);
+
+    await warren.close();
+    expect(await queueCounts(s.queue)).toEqual({ messages: 0, consumers: 0 });
+    expect((await queueCounts(s.dlq)).messages).toBe(0);
   });
 
-  it('re-declares a deleted queue and re-attaches its consumer', async () => {
+  it('re-declares a deleted queue with its bindings and re-attaches when the broker cancels the consumer', async () => {
     expect.hasAssertions();
     const s = pingSetup();
     const warren = await openClient({ topology: s.topology });
-    const handled: string[] = [];
     const events: ConsumerEvent['type'][] = [];
     warren.on('consumer', (e) => events.push(e.type));
+    const handled: string[] = [];
     await warren.consume(defineConsumer({ queue: s.queue, message: s.message, handle: (p) => void handled.push(p.id) }));
-    await management.request('DELETE', `/api/queues/%2F/${encodeURIComponent(s.queue)}`);
-    await waitFor(() => events.filter((e) => e === 'attached').length === 2, 're-attachment');
+
+    const res = await management.request('DELETE', `/api/queues/%2F/${encodeURIComponent(s.queue)}`);
+    expect(res.status).toBe(204);
+    await waitFor(() => events.includes('cancelled') && events.at(-1) === 'attached', 'the consumer to be cancelled and re-attach');
     expect(events).toEqual(['attached', 'detached', 'cancelled', 'attached']);
-    expect(warren.health().consumers[0]).toMatchObject({ attached: true });
-    await warren.publish(s.message, { id: 'after-delete', n: 0 }); // through the exchange: the binding is back
-    await waitFor(() => handled.includes('after-delete'), 'the message after the re-declare');
+    expect(warren.health()).toMatchObject({ ok: true, consumers: [{ queue: s.queue, attached: true }] });
+    expect((await queueCounts(s.queue)).consumers).toBe(1);
+    expect(await management.bindings(s.queue)).toContainEqual(expect.objectContaining({ source: s.exchange, routing_key: 'ping.#' }));
+
+    // Through the exchange, so the binding is really back.
+    await warren.publish(s.message, { id: 'after', n: 1 });
+    await waitFor(() => handled.includes('after'), 'the message published after the re-attach to be handled');
+    expect(handled).toEqual(['after']);
   });
 });

@@ -97,6 +97,13 @@ export default async function setup(project: TestProject): Promise<(() => Promis
       );
     }
   }
+  const target = new URL(amqpUrl);
+  if (!(await portOpen(target.hostname, Number(target.port || 5672), 3000))) {
+    await teardown?.();
+    throw new Error(
+      `Nothing answers at AMQP_URL ${redact(amqpUrl)}. Start the broker (e.g. \`docker compose up -d\`) or point AMQP_URL at one.`,
+    );
+  }
   managementUrl ??= managementFor(amqpUrl);
   if (!(await managementAnswers(managementUrl))) {
     await teardown?.();
