@@ -15,8 +15,10 @@ export interface TcpProxy {
   /** Stops forwarding in one or both directions; sockets stay open. */
   pause(direction?: 'up' | 'down' | 'both'): void;
   resume(): void;
-  /** Destroys every open connection (the listener keeps accepting). */
+  /** Destroys every open connection (the listener keeps accepting, unless refusing). */
   cut(): void;
+  /** While true, every new connection is closed at once: the broker looks down. */
+  refusing: boolean;
   close(): Promise<void>;
 }
 
@@ -36,7 +38,12 @@ export async function startTcpProxy(amqpUrl: string): Promise<TcpProxy> {
   let bytesUp = 0;
   let bytesDown = 0;
 
+  const state = { refusing: false };
   const server = net.createServer((client) => {
+    if (state.refusing) {
+      client.destroy();
+      return;
+    }
     const upstream = net.connect(targetPort, targetHost);
     const pair = { client, upstream };
     pairs.add(pair);
@@ -78,7 +85,7 @@ export async function startTcpProxy(amqpUrl: string): Promise<TcpProxy> {
     }
     pairs.clear();
   };
-  return {
+  return Object.assign(state, {
     url: proxied.toString(),
     port: address.port,
     get bytesUp() {
@@ -113,5 +120,5 @@ export async function startTcpProxy(amqpUrl: string): Promise<TcpProxy> {
       cut();
       return new Promise<void>((resolve) => server.close(() => resolve()));
     },
-  };
+  });
 }
