@@ -4,6 +4,7 @@ import { durationMs, parseConfig } from './config.js';
 import { ConnectionManager, type ConnectionRole, type ConnectionState, type ReconnectInfo } from './connection.js';
 import type { AckMode, Consumer } from './consumer.js';
 import { ConsumerRuntime, type ConsumerEvent, type ConsumerHandle, type ConsumerHealth } from './consumer-runtime.js';
+import { deadLetterQueueOf, peekDeadLetters, replayDeadLetters, type DeadLetter, type ReplayOptions, type ReplayResult } from './dead-letters.js';
 import { assertTopology, type DeclareTarget } from './declare.js';
 import { ClosedError, ConfigError, TopologyError, TopologyMismatchError, WarrenError } from './errors.js';
 import { TypedEmitter } from './events.js';
@@ -11,6 +12,7 @@ import { silentLogger, type Logger } from './logger.js';
 import type { MessageContract, PayloadInput } from './message.js';
 import { ManagementClient } from './management.js';
 import { Publisher, type PublishOptions, type PublishReceipt } from './producer.js';
+import { retryPolicySchema, type RetryPolicyInput } from './retry.js';
 import { emptyTopology, type Topology } from './topology.js';
 
 const MiB = 1024 * 1024;
@@ -39,6 +41,7 @@ const optionsSchema = z.strictObject({
     .string()
     .refine((u) => /^https?:\/\//.test(u) && URL.canParse(u), { message: 'must be an http(s):// URL of the management API' })
     .optional(),
+  retry: retryPolicySchema.optional(),
   publisher: z
     .strictObject({
       maxInFlight: z.number().int().min(1).default(1000),
@@ -83,6 +86,8 @@ export interface ConnectOptions {
     /** Largest body accepted; larger rejects with MessageTooLargeError. Default 16 MiB. */
     maxMessageBytes?: number;
   };
+  /** The retry policy of consumers that have none of their own (see defineConsumer's `retry`). Default: none. */
+  retry?: RetryPolicyInput;
   /** Extra socket options for amqplib (e.g. TLS `ca`, `cert`, `key`). */
   socketOptions?: SocketOptions;
 }
@@ -244,6 +249,8 @@ export class Warren extends TypedEmitter<WarrenEvents> {
     const conn = await this.#consumeConnection();
     const runtime = new ConsumerRuntime(consumer, {
       connection: conn,
+      publisher: this.#publisher,
+      defaultRetry: this.#settings.retry,
       declare: this.#declare,
       logger: this.#root,
       onEvent: (e) => this.emit('consumer', e),
@@ -268,6 +275,26 @@ export class Warren extends TypedEmitter<WarrenEvents> {
     }
     await this.#consumeConnStart;
     return this.#consumeConn;
+  }
+
+  /**
+   * Lists up to `n` messages in the dead-letter queue of `queue` (its `.dlq`), with why they
+   * failed, without removing them.
+   */
+  async peekDeadLetters(queue: string, n = 10): Promise<DeadLetter[]> {
+    return peekDeadLetters(await this.#publishConn.whenOpen(), deadLetterQueueOf(this.topology, queue), n);
+  }
+
+  /**
+   * Moves messages from the dead-letter queue of `queue` back to the queue they failed in, with
+   * confirms: each leaves the dead-letter queue only after its copy is confirmed. Their attempt
+   * count starts again. `filter` picks which; `limit` caps how many.
+   */
+  async replayDeadLetters(queue: string, options: ReplayOptions = {}): Promise<ReplayResult> {
+    const dlq = deadLetterQueueOf(this.topology, queue);
+    const result = await replayDeadLetters(await this.#publishConn.whenOpen(), this.#publisher, queue, dlq, options);
+    this.#log.info({ queue, dlq, ...result }, 'replayed dead letters');
+    return result;
   }
 
   /** Connections, blocked flag and each consumer's attachment, for a readiness probe. */

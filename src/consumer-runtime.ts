@@ -1,12 +1,16 @@
 import type { Channel, ChannelModel, ConsumeMessage } from 'amqplib';
+import { toMs } from './duration.js';
 import { backoffDelay, defaultBackoff } from './backoff.js';
 import type { ConnectionManager } from './connection.js';
 import type { Consumer, ConsumerContext, ManualContext } from './consumer.js';
-import { assertQueueOf, type DeclareTarget } from './declare.js';
-import { amqpCode, ClosedError, ConsumeError, messageOf, ReplyCode, WarrenError } from './errors.js';
+import { assertQueueOf, assertWaitQueue, type DeclareTarget } from './declare.js';
+import { amqpCode, ClosedError, ConfigError, ConsumeError, messageOf, ReplyCode, WarrenError } from './errors.js';
 import type { Logger } from './logger.js';
 import { decodeBody, validatePayload } from './message.js';
-import { decideAction, type BrokerAction, type Outcome } from './outcome.js';
+import { decideAction, type Outcome, type Rule } from './outcome.js';
+import type { Publisher } from './producer.js';
+import { attemptOf, retryDelay, retryTiers, waitQueueName, type RetryPolicy } from './retry.js';
+import { Settler, type Delivery } from './settle.js';
 
 /** Whether a consumer is attached to its queue, and since when. */
 export interface ConsumerHealth {
@@ -27,13 +31,6 @@ export type ConsumerEvent =
   | { type: 'detached'; consumer: string; queue: string; reason: string }
   | { type: 'cancelled'; consumer: string; queue: string };
 
-/** A delivery and the channel it came on: acks go to that channel or nowhere. */
-interface Delivery {
-  readonly msg: ConsumeMessage;
-  readonly channel: Channel;
-  settled: boolean;
-}
-
 /** A running consumer, as returned by `warren.consume()`. */
 export interface ConsumerHandle {
   readonly name: string;
@@ -45,6 +42,9 @@ export interface ConsumerHandle {
 
 interface RuntimeDeps {
   connection: ConnectionManager;
+  publisher: Publisher;
+  /** connect()'s retry policy, for consumers without their own. */
+  defaultRetry: RetryPolicy | undefined;
   declare: DeclareTarget;
   logger: Logger;
   onEvent: (event: ConsumerEvent) => void;
@@ -60,6 +60,10 @@ export class ConsumerRuntime implements ConsumerHandle {
   readonly #deps: RuntimeDeps;
   readonly #log: Logger;
   readonly #hasDeadLetter: boolean;
+  readonly #retry: RetryPolicy | undefined;
+  readonly #settler: Settler;
+  /** Retry wait queues declared on the current connection. */
+  #waitQueues = new Set<number>();
   #channel: Channel | undefined;
   #consumerTag: string | undefined;
   #attached = false;
@@ -79,7 +83,18 @@ export class ConsumerRuntime implements ConsumerHandle {
     this.#def = def;
     this.#deps = deps;
     this.#log = deps.logger.child({ component: 'consumer', consumer: def.name, queue: def.queue });
-    this.#hasDeadLetter = deps.declare.topology.queue(def.queue)?.deadLetter !== undefined;
+    const deadLetter = deps.declare.topology.queue(def.queue)?.deadLetter;
+    this.#hasDeadLetter = deadLetter !== undefined;
+    this.#retry = def.retry ?? deps.defaultRetry;
+    this.#settler = new Settler({
+      consumer: def.name,
+      queue: def.queue,
+      deadLetter,
+      publisher: deps.publisher,
+      log: this.#log,
+      isCurrent: (ch) => ch === this.#channel,
+      ensureWaitQueue: (delayMs) => this.#ensureWaitQueue(delayMs),
+    });
     deps.connection.on('open', this.#onOpen);
   }
 
@@ -141,6 +156,8 @@ export class ConsumerRuntime implements ConsumerHandle {
   #attach(conn: ChannelModel, redeclare: boolean): Promise<void> {
     const run = async (): Promise<void> => {
       if (redeclare) await assertQueueOf(conn, this.#deps.declare, this.#def.queue);
+      this.#waitQueues.clear();
+      for (const delayMs of this.#retry !== undefined ? retryTiers(this.#retry) : []) await this.#ensureWaitQueue(delayMs, conn);
       const ch = this.#channel ?? (await this.#openChannel(conn));
       let reply;
       try {
@@ -164,6 +181,13 @@ export class ConsumerRuntime implements ConsumerHandle {
     });
     this.#attaching = attaching;
     return attaching;
+  }
+
+  async #ensureWaitQueue(delayMs: number, conn = this.#deps.connection.connection): Promise<void> {
+    if (this.#waitQueues.has(delayMs)) return;
+    if (conn === undefined) throw new ClosedError('the consume connection is down');
+    await assertWaitQueue(conn, this.#def.queue, waitQueueName(this.#def.queue, delayMs), delayMs);
+    this.#waitQueues.add(delayMs);
   }
 
   async #openChannel(conn: ChannelModel): Promise<Channel> {
@@ -234,7 +258,11 @@ export class ConsumerRuntime implements ConsumerHandle {
     this.#running += 1;
     try {
       const outcome = await this.#run(delivery);
-      this.#apply(delivery, decideAction(outcome, this.#def.ackMode, this.#def.onError, delivery.settled), outcome);
+      const action = decideAction(outcome, this.#rule(delivery.msg), delivery.settled);
+      if (action.type === 'requeue' && outcome.kind === 'failed') {
+        this.#log.warn({ messageId: delivery.msg.properties.messageId as unknown, err: outcome.error }, 'handler failed; message requeued');
+      }
+      await this.#settler.settle(delivery, action, outcome.kind === 'handled' ? undefined : outcome.error);
     } finally {
       this.#running -= 1;
       this.#next();
@@ -249,6 +277,16 @@ export class ConsumerRuntime implements ConsumerHandle {
       void this.#handle(d);
     }
     this.#checkIdle();
+  }
+
+  #rule(msg: ConsumeMessage): Rule {
+    return {
+      ackMode: this.#def.ackMode,
+      onError: this.#def.onError,
+      retry: this.#retry,
+      attempt: attemptOf(msg.properties.headers),
+      delayFor: retryDelay,
+    };
   }
 
   async #run(delivery: Delivery): Promise<Outcome> {
@@ -285,56 +323,46 @@ export class ConsumerRuntime implements ConsumerHandle {
       exchange: msg.fields.exchange,
       routingKey: msg.fields.routingKey,
       timestamp: typeof ts === 'number' ? new Date(ts * 1000) : undefined,
+      attempt: attemptOf(headers),
       get log(): Logger {
         log ??= consumerLog.child({ messageId });
         return log;
       },
     };
     if (this.#def.ackMode !== 'manual') return base;
-    const settle = (action: BrokerAction, what: string): void => {
-      if (delivery.settled) {
-        this.#log.warn({ messageId, call: what }, 'message already settled; ignoring the second call');
-        return;
-      }
-      this.#apply(delivery, action, undefined);
+    const once = (what: string): boolean => {
+      if (!delivery.settled) return true;
+      this.#log.warn({ messageId, call: what }, 'message already settled; ignoring the second call');
+      return false;
     };
-    return Object.assign(Object.create(base) as ConsumerContext, {
-      ack: () => settle({ type: 'ack' }, 'ack'),
-      nack: (o?: { requeue?: boolean }) => settle({ type: 'nack', requeue: o?.requeue ?? false }, 'nack'),
-      reject: () => settle({ type: 'nack', requeue: false }, 'reject'),
-    });
-  }
-
-  /** Tells the broker the outcome, on the delivery's own channel only. */
-  #apply(delivery: Delivery, action: BrokerAction, outcome: Outcome | undefined): void {
-    const messageId = delivery.msg.properties.messageId as string | undefined;
-    if (outcome?.kind === 'invalid') {
-      this.#log.warn(
-        { messageId, err: messageOf(outcome.error), code: outcome.error instanceof WarrenError ? outcome.error.code : undefined },
-        this.#hasDeadLetter ? 'invalid message dead-lettered' : 'invalid message discarded (queue has no dead-letter exchange)',
-      );
-    } else if (outcome?.kind === 'failed') {
-      const requeue = action.type === 'nack' && action.requeue;
-      this.#log[requeue || this.#hasDeadLetter ? 'warn' : 'error'](
-        { messageId, err: outcome.error },
-        requeue ? 'handler failed; message requeued' : this.#hasDeadLetter ? 'handler failed; message dead-lettered' : 'handler failed; message discarded (queue has no dead-letter exchange)',
-      );
-    }
-    if (action.type === 'none') return;
-    delivery.settled = true;
-    const ch = delivery.channel;
-    if (ch !== this.#channel) {
-      // The channel this came on is gone: the broker has already requeued the message. Acking its
-      // tag on a new channel would ack a different message, or close the channel (406 unknown tag).
-      this.#log.debug({ messageId, action: action.type }, 'delivery from a closed channel; not settling it (the broker redelivers it)');
-      return;
-    }
-    try {
-      if (action.type === 'ack') ch.ack(delivery.msg);
-      else ch.nack(delivery.msg, false, action.requeue);
-    } catch (err) {
-      this.#log.debug({ messageId, err: messageOf(err) }, 'could not settle delivery; the channel closed (the broker redelivers it)');
-    }
+    const manual: Omit<ManualContext, keyof ConsumerContext> = {
+      ack: () => {
+        if (once('ack')) void this.#settler.settle(delivery, { type: 'ack' });
+      },
+      nack: (o) => {
+        if (once('nack')) this.#settler.nack(delivery, o?.requeue ?? false);
+      },
+      reject: () => {
+        if (once('reject')) this.#settler.nack(delivery, false);
+      },
+      retry: async (o) => {
+        if (!once('retry')) return;
+        const rule = this.#rule(msg);
+        const policy = rule.retry;
+        const delay = o?.delay !== undefined ? toMs(o.delay) : policy !== undefined ? retryDelay(policy, rule.attempt) : undefined;
+        if (delay === undefined || delay < 1) {
+          throw new ConfigError(`ctx.retry() in consumer '${this.#def.name}'`, ['delay: give a delay (e.g. { delay: \'10s\' }) or a retry policy on the consumer']);
+        }
+        const exhausted = policy !== undefined && rule.attempt >= policy.maxAttempts;
+        const error = new Error('retry requested by the handler');
+        await this.#settler.settle(delivery, exhausted ? { type: 'dead-letter', reason: 'retries-exhausted' } : { type: 'retry', delayMs: delay }, error);
+      },
+      deadLetter: async (reason) => {
+        if (!once('deadLetter')) return;
+        await this.#settler.settle(delivery, { type: 'dead-letter', reason: 'handler' }, new Error(reason ?? 'dead-lettered by the handler'));
+      },
+    };
+    return Object.assign(Object.create(base) as ConsumerContext, manual);
   }
 
   #checkIdle(): void {
@@ -357,9 +385,7 @@ export class ConsumerRuntime implements ConsumerHandle {
       await ch.cancel(this.#consumerTag).catch((err: unknown) => this.#log.debug({ err: messageOf(err) }, 'cancel failed'));
     }
     // Not started yet: give them back now rather than when the channel closes.
-    for (const d of this.#waiting.splice(0)) {
-      if (d.channel === ch) this.#apply(d, { type: 'nack', requeue: true }, undefined);
-    }
+    for (const d of this.#waiting.splice(0)) await this.#settler.settle(d, { type: 'requeue' });
     if (this.#running > 0) {
       const finished = await new Promise<boolean>((resolve) => {
         const timer = setTimeout(() => resolve(false), this.#def.stopTimeoutMs);

@@ -4,8 +4,9 @@ import { ConfigError } from './errors.js';
 import type { Logger } from './logger.js';
 import type { MessageContract, Payload } from './message.js';
 import type { AckMode, OnError } from './outcome.js';
+import { retryPolicySchema, type RetryPolicy, type RetryPolicyInput } from './retry.js';
 
-export type { AckMode, OnError };
+export type { AckMode, OnError, RetryPolicyInput };
 
 /** What a handler knows about the delivery it is handling. */
 export interface ConsumerContext {
@@ -19,6 +20,8 @@ export interface ConsumerContext {
   readonly exchange: string;
   readonly routingKey: string;
   readonly timestamp: Date | undefined;
+  /** Which attempt this is: 1 the first time, 2 after one retry, … (warren's `x-warren-attempt` header). */
+  readonly attempt: number;
   /** The consumer's logger, bound to this message's id. */
   readonly log: Logger;
 }
@@ -29,8 +32,15 @@ export interface ManualContext extends ConsumerContext {
   ack(): void;
   /** The message failed: requeue it (`requeue: true`) or dead-letter it (default). */
   nack(options?: { requeue?: boolean }): void;
-  /** Dead-letter the message (or drop it, if its queue has no dead-letter exchange). */
+  /** Dead-letter the message through the broker (no reason headers; dropped if the queue has no dead-letter exchange). */
   reject(): void;
+  /**
+   * Retry later: a copy waits `delay` (default: the retry policy's next delay) in a wait queue,
+   * then comes back. Past the policy's maxAttempts it is dead-lettered instead. Resolves once done.
+   */
+  retry(options?: { delay?: number | string }): Promise<void>;
+  /** Send the message to the dead-letter queue now, with `reason` in its headers. Resolves once done. */
+  deadLetter(reason?: string): Promise<void>;
 }
 
 export type ContextFor<A extends AckMode> = A extends 'manual' ? ManualContext : ConsumerContext;
@@ -48,8 +58,14 @@ export interface ConsumerDefinition<M extends MessageContract, A extends AckMode
   concurrency?: number;
   /** `auto` (default): resolve = ack, throw = onError. `manual`: the handler calls ctx.ack/nack/reject. `none`: the broker forgets each message once sent. */
   ackMode?: A;
-  /** When the handler throws: `'dead-letter'` (default) or `'requeue'`. */
+  /** When the handler throws and there is no retry policy: `'dead-letter'` (default) or `'requeue'`. */
   onError?: OnError;
+  /**
+   * Retry a failing message later, through the broker: `{ maxAttempts: 5, delays: ['1s', '10s', '1m'] }`
+   * (the last delay repeats) or `{ maxAttempts: 5, backoff: { initialDelay: '1s', factor: 2, maxDelay: '5m' } }`.
+   * After the last attempt the message goes to the dead-letter queue. Default: connect()'s `retry`, else none.
+   */
+  retry?: RetryPolicyInput;
   /** How long `stop()` waits for running handlers before closing the channel (their messages are then redelivered). Default 30 000 ms. */
   stopTimeoutMs?: number;
   /** Resolve to ack (auto mode); throw to dead-letter or requeue (onError). */
@@ -65,6 +81,7 @@ export interface Consumer<M extends MessageContract = MessageContract, A extends
   readonly concurrency: number;
   readonly ackMode: A;
   readonly onError: OnError;
+  readonly retry: RetryPolicy | undefined;
   readonly stopTimeoutMs: number;
   readonly handle: (payload: Payload<M>, context: ContextFor<A>) => Promise<void> | void;
 }
@@ -78,6 +95,7 @@ const consumerSchema = z
     ackMode: z.enum(['auto', 'manual', 'none']).default('auto'),
     onError: z.enum(['dead-letter', 'requeue']).default('dead-letter'),
     stopTimeoutMs: z.number().int().nonnegative().default(30_000),
+    retry: retryPolicySchema.optional(),
     handle: z.custom<(...args: never[]) => unknown>((v) => typeof v === 'function', 'must be a function'),
     message: z.custom<MessageContract>((v) => typeof v === 'object' && v !== null && 'schema' in v, 'must be a contract from defineMessage()'),
   })
@@ -101,8 +119,11 @@ const consumerSchema = z
 export function defineConsumer<M extends MessageContract, const A extends AckMode = 'auto'>(definition: ConsumerDefinition<M, A>): Consumer<M, A> {
   const where = `consumer${typeof definition.queue === 'string' ? ` for queue '${definition.queue}'` : ''}`;
   const parsed = parseConfig(consumerSchema, definition, where);
-  if (parsed.ackMode === 'none' && definition.onError !== undefined) {
-    throw new ConfigError(where, ['onError: has no effect with ackMode none (the broker does not wait for an outcome); remove it']);
+  if (parsed.ackMode === 'none' && (definition.onError !== undefined || definition.retry !== undefined)) {
+    throw new ConfigError(where, ['onError / retry: have no effect with ackMode none (the broker does not wait for an outcome); remove them']);
+  }
+  if (definition.onError === 'requeue' && parsed.retry !== undefined && parsed.retry.maxAttempts > 1) {
+    throw new ConfigError(where, ["onError: 'requeue' contradicts the retry policy (which retries with a delay, then dead-letters); remove one"]);
   }
   return Object.freeze({
     name: parsed.name ?? parsed.queue,
@@ -112,6 +133,7 @@ export function defineConsumer<M extends MessageContract, const A extends AckMod
     concurrency: parsed.concurrency,
     ackMode: parsed.ackMode as A,
     onError: parsed.onError,
+    retry: parsed.retry,
     stopTimeoutMs: parsed.stopTimeoutMs,
     handle: definition.handle,
   });

@@ -159,3 +159,22 @@ function differenceFromText(declared: ManagedEntity, text: string): ArgumentDiff
   const declaredValue = flag !== undefined ? (declared as Record<string, unknown>)[argument] : declared.arguments?.[argument];
   return [{ argument: flag?.[1] ?? argument, declared: declaredValue, actual: m[2] ?? 'unknown' }];
 }
+
+/**
+ * Declares the wait queue of one retry delay tier: messages sit there `delayMs`, then the broker
+ * dead-letters them back to `queue` through the default exchange (so only that queue gets them).
+ */
+export async function assertWaitQueue(connection: ChannelModel, queue: string, waitQueue: string, delayMs: number): Promise<void> {
+  await withChannel(connection, async (ch) => {
+    try {
+      await ch.assertQueue(waitQueue, {
+        durable: true,
+        arguments: { 'x-message-ttl': delayMs, 'x-dead-letter-exchange': '', 'x-dead-letter-routing-key': queue },
+      });
+    } catch (err) {
+      throw new TopologyError(`Declaring retry wait queue '${waitQueue}' failed: ${brokerText(err)}. Delete it if it was declared with other arguments.`, {
+        cause: err,
+      });
+    }
+  });
+}

@@ -51,7 +51,8 @@ export type WarrenErrorCode =
   | 'PUBLISH_BUFFER_FULL'
   | 'PUBLISH_FAILED'
   | 'CONSUME_FAILED'
-  | 'DECODE_FAILED';
+  | 'DECODE_FAILED'
+  | 'NON_RETRYABLE';
 
 export interface WarrenErrorOptions {
   cause?: unknown;

@@ -20,6 +20,10 @@ export type { MessageContract, MessageDefinition, Payload, PayloadInput } from '
 
 export type { PublishOptions, PublishReceipt } from './producer.js';
 
+export { NonRetryableError, Header as WarrenHeader } from './retry.js';
+export type { RetryPolicyInput as RetryPolicy } from './retry.js';
+export type { DeadLetter, ReplayOptions, ReplayResult } from './dead-letters.js';
+
 export { defineConsumer } from './consumer.js';
 export type { AckMode, Consumer, ConsumerContext, ConsumerDefinition, ContextFor, ManualContext, OnError } from './consumer.js';
 export type { ConsumerEvent, ConsumerHandle, ConsumerHealth } from './consumer-runtime.js';

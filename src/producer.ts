@@ -59,7 +59,6 @@ export interface PublisherSettings {
 }
 
 interface Pending {
-  readonly contractName: string;
   readonly exchange: string;
   readonly routingKey: string;
   readonly content: Buffer;
@@ -151,15 +150,7 @@ export class Publisher {
     const content = encodePayload(contract, payload);
     if (content.length > this.#settings.maxMessageBytes) throw new MessageTooLargeError(contract.name, content.length, this.#settings.maxMessageBytes);
 
-    const waitingCount = this.#waiting.length - this.#head;
-    if (waitingCount >= this.#settings.maxBufferedMessages) {
-      throw new PublishBufferFullError({ messageId, exchange, routingKey }, `${waitingCount} messages`);
-    }
-    if (this.#waitingBytes + content.length > this.#settings.maxBufferedBytes) {
-      throw new PublishBufferFullError({ messageId, exchange, routingKey }, `${this.#waitingBytes} bytes`);
-    }
-
-    const amqpOptions: Options.Publish = {
+    const amqpOptions: Options.Publish & { messageId: string } = {
       persistent: options.persistent ?? contract.persistent,
       mandatory: options.mandatory ?? contract.mandatory,
       contentType: contract.contentType,
@@ -174,10 +165,32 @@ export class Publisher {
     if (options.priority !== undefined) amqpOptions.priority = options.priority;
     if (options.replyTo !== undefined) amqpOptions.replyTo = options.replyTo;
 
-    const timeoutMs = options.timeoutMs ?? this.#settings.timeoutMs;
+    return this.#enqueue(exchange, routingKey, content, amqpOptions, options.timeoutMs ?? this.#settings.timeoutMs);
+  }
+
+  /**
+   * Publishes an already encoded message with confirms (warren's own copies: retries, dead
+   * letters, replays). `properties.messageId` must be set. Same errors as `publish()`.
+   */
+  publishRaw(exchange: string, routingKey: string, content: Buffer, properties: Options.Publish & { messageId: string }): Promise<PublishReceipt> {
+    try {
+      return this.#enqueue(exchange, routingKey, content, properties, this.#settings.timeoutMs);
+    } catch (err) {
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
+  }
+
+  #enqueue(exchange: string, routingKey: string, content: Buffer, amqpOptions: Options.Publish & { messageId: string }, timeoutMs: number): Promise<PublishReceipt> {
+    const messageId = amqpOptions.messageId;
+    const waitingCount = this.#waiting.length - this.#head;
+    if (waitingCount >= this.#settings.maxBufferedMessages) {
+      throw new PublishBufferFullError({ messageId, exchange, routingKey }, `${waitingCount} messages`);
+    }
+    if (this.#waitingBytes + content.length > this.#settings.maxBufferedBytes) {
+      throw new PublishBufferFullError({ messageId, exchange, routingKey }, `${this.#waitingBytes} bytes`);
+    }
     return new Promise<PublishReceipt>((resolve, reject) => {
       const p: Pending = {
-        contractName: contract.name,
         exchange,
         routingKey,
         content,

@@ -85,7 +85,13 @@ export async function startTcpProxy(amqpUrl: string): Promise<TcpProxy> {
     }
     pairs.clear();
   };
-  return Object.assign(state, {
+  return {
+    get refusing() {
+      return state.refusing;
+    },
+    set refusing(on: boolean) {
+      state.refusing = on;
+    },
     url: proxied.toString(),
     port: address.port,
     get bytesUp() {
@@ -120,5 +126,5 @@ export async function startTcpProxy(amqpUrl: string): Promise<TcpProxy> {
       cut();
       return new Promise<void>((resolve) => server.close(() => resolve()));
     },
-  });
+  };
 }

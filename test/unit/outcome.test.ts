@@ -1,38 +1,40 @@
 import { describe, expect, it } from 'vitest';
-import { decideAction, type AckMode, type OnError, type Outcome } from '../../src/outcome.js';
+import { NonRetryableError } from '../../src/index.js';
+import { decideAction, type AckMode, type BrokerAction, type OnError, type Outcome, type Rule } from '../../src/outcome.js';
+import { retryDelay, retryPolicySchema } from '../../src/retry.js';
 
 const handled: Outcome = { kind: 'handled' };
 const failed: Outcome = { kind: 'failed', error: new Error('x') };
+const fatal: Outcome = { kind: 'failed', error: new NonRetryableError('card declined') };
 const invalid: Outcome = { kind: 'invalid', error: new Error('bad json') };
+const policy = retryPolicySchema.parse({ maxAttempts: 3, delays: ['1s', '10s'] });
+
+function rule(ackMode: AckMode, onError: OnError = 'dead-letter', attempt = 1, retry = false): Rule {
+  return { ackMode, onError, attempt, retry: retry ? policy : undefined, delayFor: retryDelay };
+}
 
 describe('the outcome → broker action rule', () => {
-  it.each<[AckMode, Outcome, OnError, ReturnType<typeof decideAction>]>([
-    ['auto', handled, 'dead-letter', { type: 'ack' }],
-    ['auto', handled, 'requeue', { type: 'ack' }],
-    ['auto', failed, 'dead-letter', { type: 'nack', requeue: false }],
-    ['auto', failed, 'requeue', { type: 'nack', requeue: true }],
-    ['auto', invalid, 'dead-letter', { type: 'nack', requeue: false }],
-    ['auto', invalid, 'requeue', { type: 'nack', requeue: false }],
-    ['manual', handled, 'dead-letter', { type: 'none' }],
-    ['manual', failed, 'dead-letter', { type: 'nack', requeue: false }],
-    ['manual', failed, 'requeue', { type: 'nack', requeue: true }],
-    ['manual', invalid, 'requeue', { type: 'nack', requeue: false }],
-    ['none', handled, 'dead-letter', { type: 'none' }],
-    ['none', failed, 'requeue', { type: 'none' }],
-    ['none', invalid, 'dead-letter', { type: 'none' }],
-  ])('%s mode, %o, onError %s → %o', (mode, outcome, onError, expected) => {
-    expect(decideAction(outcome, mode, onError)).toEqual(expected);
+  it.each<[string, Outcome, Rule, BrokerAction]>([
+    ['auto, handled', handled, rule('auto'), { type: 'ack' }],
+    ['manual, handled', handled, rule('manual'), { type: 'none' }],
+    ['auto, failed, no retry', failed, rule('auto'), { type: 'dead-letter', reason: 'handler-failed' }],
+    ['auto, failed, no retry, onError requeue', failed, rule('auto', 'requeue'), { type: 'requeue' }],
+    ['manual, failed, no retry, onError requeue', failed, rule('manual', 'requeue'), { type: 'requeue' }],
+    ['auto, failed, attempt 1 of 3', failed, rule('auto', 'dead-letter', 1, true), { type: 'retry', delayMs: 1000 }],
+    ['auto, failed, attempt 2 of 3', failed, rule('auto', 'dead-letter', 2, true), { type: 'retry', delayMs: 10_000 }],
+    ['auto, failed, attempt 3 of 3', failed, rule('auto', 'dead-letter', 3, true), { type: 'dead-letter', reason: 'retries-exhausted' }],
+    ['auto, NonRetryableError with attempts left', fatal, rule('auto', 'dead-letter', 1, true), { type: 'dead-letter', reason: 'non-retryable' }],
+    ['auto, invalid, even with requeue and retry', invalid, rule('auto', 'requeue', 1, true), { type: 'dead-letter', reason: 'invalid' }],
+    ['manual, invalid', invalid, rule('manual'), { type: 'dead-letter', reason: 'invalid' }],
+    ['none, failed', failed, rule('none', 'requeue', 1, true), { type: 'none' }],
+    ['none, invalid', invalid, rule('none'), { type: 'none' }],
+  ])('%s', (_name, outcome, r, expected) => {
+    expect(decideAction(outcome, r)).toEqual(expected);
   });
 
   it('never settles a delivery twice: a message the handler already settled gets no action', () => {
-    for (const outcome of [handled, failed, invalid]) {
-      expect(decideAction(outcome, 'manual', 'requeue', true)).toEqual({ type: 'none' });
-    }
-  });
-
-  it('never requeues an invalid message, whatever onError says (no requeue loop)', () => {
-    for (const mode of ['auto', 'manual'] as const) {
-      expect(decideAction(invalid, mode, 'requeue')).toEqual({ type: 'nack', requeue: false });
+    for (const outcome of [handled, failed, invalid, fatal]) {
+      expect(decideAction(outcome, rule('manual', 'requeue', 1, true), true)).toEqual({ type: 'none' });
     }
   });
 });

@@ -1,0 +1,156 @@
+import type { Channel, ChannelModel, GetMessage, Options } from 'amqplib';
+import { withChannel } from './declare.js';
+import { ConfigError } from './errors.js';
+import type { Publisher } from './producer.js';
+import { Header } from './retry.js';
+import { DLQ_SUFFIX, type Topology } from './topology.js';
+
+/** A message in a dead-letter queue, as `peekDeadLetters()` shows it and a replay filter sees it. */
+export interface DeadLetter {
+  messageId: string | undefined;
+  /** The decoded JSON body, or the body as text when it is not JSON. */
+  body: unknown;
+  headers: Record<string, unknown>;
+  /** Why: `retries-exhausted`, `non-retryable`, `invalid`, `handler-failed`, `handler`, or the broker's reason (`rejected`, `expired`, `maxlen`, `delivery_limit`). */
+  reason: string | undefined;
+  errorCode: string | undefined;
+  errorMessage: string | undefined;
+  /** Deliveries made before it was dead-lettered. */
+  attempts: number | undefined;
+  originalExchange: string | undefined;
+  originalRoutingKey: string | undefined;
+  firstFailureAt: Date | undefined;
+  lastFailureAt: Date | undefined;
+  consumer: string | undefined;
+}
+
+export interface ReplayOptions {
+  /** Replay at most this many. Default: every message in the dead-letter queue. */
+  limit?: number;
+  /** Replay only those it returns true for; the others stay in the dead-letter queue. */
+  filter?: (message: DeadLetter) => boolean;
+}
+
+export interface ReplayResult {
+  replayed: number;
+  /** Left in the dead-letter queue by the filter. */
+  skipped: number;
+}
+
+/** The dead-letter queue of `queue`: its `deadLetter` target in the topology, else `<queue>.dlq`. */
+export function deadLetterQueueOf(topology: Topology, queue: string): string {
+  const dl = topology.queue(queue)?.deadLetter;
+  if (dl !== undefined && dl.exchange !== '') {
+    throw new ConfigError(`dead letters of '${queue}'`, [
+      `deadLetter: the queue dead-letters to exchange '${dl.exchange}', so warren cannot tell which queue holds them; peek or replay that queue's consumer instead`,
+    ]);
+  }
+  return dl?.routingKey ?? queue + DLQ_SUFFIX;
+}
+
+function str(v: unknown): string | undefined {
+  return typeof v === 'string' ? v : v instanceof Buffer ? v.toString() : undefined;
+}
+
+function date(v: unknown): Date | undefined {
+  const s = str(v);
+  const d = s !== undefined ? new Date(s) : undefined;
+  return d !== undefined && !Number.isNaN(d.getTime()) ? d : undefined;
+}
+
+/** Reads warren's headers, falling back to the broker's `x-death` for messages it dead-lettered itself. */
+export function toDeadLetter(msg: GetMessage): DeadLetter {
+  const headers = (msg.properties.headers ?? {}) as Record<string, unknown>;
+  const deaths = headers['x-death'];
+  const death = Array.isArray(deaths) ? (deaths[0] as Record<string, unknown> | undefined) : undefined;
+  let body: unknown;
+  const text = msg.content.toString('utf8');
+  try {
+    body = JSON.parse(text);
+  } catch {
+    body = text;
+  }
+  const attempts = headers[Header.attempts];
+  const deathKeys = death?.['routing-keys'];
+  return {
+    messageId: msg.properties.messageId as string | undefined,
+    body,
+    headers,
+    reason: str(headers[Header.reason]) ?? str(death?.['reason']),
+    errorCode: str(headers[Header.errorCode]),
+    errorMessage: str(headers[Header.errorMessage]),
+    attempts: typeof attempts === 'number' ? attempts : undefined,
+    originalExchange: str(headers[Header.originalExchange]) ?? str(death?.['exchange']),
+    originalRoutingKey: str(headers[Header.originalRoutingKey]) ?? (Array.isArray(deathKeys) ? str(deathKeys[0]) : undefined),
+    firstFailureAt: date(headers[Header.firstFailureAt]),
+    lastFailureAt: date(headers[Header.lastFailureAt]),
+    consumer: str(headers[Header.consumer]),
+  };
+}
+
+/**
+ * Takes up to `limit` messages from `dlq` without acking them, runs `fn` on them, and returns
+ * whatever was not acked to the queue when the channel closes.
+ */
+async function browse<T>(connection: ChannelModel, dlq: string, limit: number, fn: (ch: Channel, messages: GetMessage[]) => Promise<T>): Promise<T> {
+  return withChannel(connection, async (ch) => {
+    const messages: GetMessage[] = [];
+    while (messages.length < limit) {
+      const m = await ch.get(dlq, { noAck: false });
+      if (m === false) break;
+      messages.push(m);
+    }
+    return fn(ch, messages);
+  });
+}
+
+export async function peekDeadLetters(connection: ChannelModel, dlq: string, n: number): Promise<DeadLetter[]> {
+  return browse(connection, dlq, n, (_ch, messages) => Promise.resolve(messages.map(toDeadLetter)));
+}
+
+/** Headers of a replayed copy: the failure history stays readable, the attempt count starts again. */
+function replayHeaders(headers: Record<string, unknown>): Record<string, unknown> {
+  const out = { ...headers };
+  for (const h of ['x-death', 'x-first-death-exchange', 'x-first-death-queue', 'x-first-death-reason', 'x-last-death-exchange', 'x-last-death-queue', 'x-last-death-reason']) {
+    delete out[h];
+  }
+  delete out[Header.attempt];
+  const replays = typeof headers['x-warren-replays'] === 'number' ? headers['x-warren-replays'] : 0;
+  out['x-warren-replays'] = replays + 1;
+  return out;
+}
+
+export async function replayDeadLetters(connection: ChannelModel, publisher: Publisher, queue: string, dlq: string, options: ReplayOptions): Promise<ReplayResult> {
+  const limit = options.limit ?? Number.MAX_SAFE_INTEGER;
+  // With a filter, browse the whole queue once: a skipped message stays unacked, so get never
+  // returns it twice, and goes back to the queue when the channel closes.
+  return browse(connection, dlq, options.filter === undefined ? limit : Number.MAX_SAFE_INTEGER, async (ch, messages) => {
+    let replayed = 0;
+    let skipped = 0;
+    for (const msg of messages) {
+      const dead = toDeadLetter(msg);
+      if (replayed >= limit || (options.filter !== undefined && !options.filter(dead))) {
+        skipped += 1;
+        continue;
+      }
+      const origin = str(dead.headers[Header.originQueue]) ?? queue;
+      const p = msg.properties;
+      const props: Options.Publish & { messageId: string } = {
+        messageId: (p.messageId as string | undefined) ?? `replay:${dlq}:${msg.fields.deliveryTag}:${Date.now()}`,
+        headers: replayHeaders(dead.headers),
+        persistent: true,
+        mandatory: true,
+      };
+      if (p.contentType !== undefined) props.contentType = p.contentType as string;
+      if (p.correlationId !== undefined) props.correlationId = p.correlationId as string;
+      if (p.timestamp !== undefined) props.timestamp = p.timestamp as number;
+      if (p.type !== undefined) props.type = p.type as string;
+      if (p.appId !== undefined) props.appId = p.appId as string;
+      // Removed from the dead-letter queue only once its copy is confirmed: a crash duplicates, never loses.
+      await publisher.publishRaw('', origin, msg.content, props);
+      ch.ack(msg);
+      replayed += 1;
+    }
+    return { replayed, skipped };
+  });
+}
