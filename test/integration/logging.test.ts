@@ -82,8 +82,8 @@ describe('logging', () => {
       }),
     );
     const { messageId } = await warren.publish(s.message, { id: 'a', n: 1 });
-    const failure = await waitFor(() => records().find((r) => r['msg'] === 'handler failed; message dead-lettered'), 'the failure line');
-    expect(failure).toMatchObject({ level: 40, component: 'consumer', consumer: 'pinger', queue: s.queue, messageId });
+    const failure = await waitFor(() => records().find((r) => r['msg'] === 'message dead-lettered'), 'the failure line');
+    expect(failure).toMatchObject({ level: 50, component: 'consumer', consumer: 'pinger', queue: s.queue, messageId, reason: 'handler-failed' });
     expect(records().find((r) => r['msg'] === 'connected')).toMatchObject({ component: 'connection', role: 'publish' });
   });
 });
