@@ -99,7 +99,8 @@ export function attemptOf(headers: Readonly<Record<string, unknown>> | undefined
 
 /** Cuts a string to `max` characters, saying so. */
 export function bounded(text: string, max: number): string {
-  return text.length <= max ? text : `${text.slice(0, max - 15)}… (truncated)`;
+  const suffix = '… (truncated)';
+  return text.length <= max ? text : text.slice(0, max - suffix.length) + suffix;
 }
 
 /**
