@@ -1,6 +1,8 @@
-// Billing: charges each placed order. Auto ack mode — resolving acks the message; throwing sends
-// it to billing.orders.dlq (the queue has deadLetter: true), where an operator can look at it.
-import { defineConsumer } from '../src/index.js';
+// Billing: charges each placed order. Auto ack mode — resolving acks the message. A failure the
+// payment provider may get over (a timeout) is retried after 200 ms, then 1 s; a refusal that no
+// retry can fix throws NonRetryableError and goes straight to billing.orders.dlq, where an
+// operator can look at it (warren.peekDeadLetters) and send it back (warren.replayDeadLetters).
+import { defineConsumer, NonRetryableError } from '../src/index.js';
 import { OrderPlaced } from '../producers/contracts.js';
 import { isMain, runConsumers } from './run.js';
 
@@ -11,7 +13,6 @@ export const CHARGE_LIMIT_CENTS = 100_000;
 export const charged: string[] = [];
 export const refused: string[] = [];
 
-export class ChargeRefused extends Error {}
 
 const billing = defineConsumer({
   name: 'billing',
@@ -19,11 +20,12 @@ const billing = defineConsumer({
   message: OrderPlaced,
   prefetch: 20,
   concurrency: 5,
+  retry: { maxAttempts: 3, delays: ['200ms', '1s'] },
   async handle(order, ctx) {
     // `order` is typed from OrderPlaced's schema and was validated on receipt.
     if (order.amountCents > CHARGE_LIMIT_CENTS) {
       refused.push(order.orderId);
-      throw new ChargeRefused(`charge of ${order.amountCents} cents refused for order ${order.orderId}`);
+      throw new NonRetryableError(`charge of ${order.amountCents} cents refused for order ${order.orderId}`);
     }
     await new Promise((resolve) => setTimeout(resolve, 5)); // the payment provider's round trip
     charged.push(order.orderId);

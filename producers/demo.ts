@@ -50,12 +50,21 @@ console.log('');
 console.log('consumer   handled  to dead-letter queue');
 console.log(`billing    ${String(ours(charged).length).padStart(7)}  ${ours(refused).length} (billing.orders.dlq: ${ours(refused).join(', ')})`);
 console.log(`shipping   ${String(ours(shipped).length).padStart(7)}  ${ours(unshippable).length} (shipping.orders.dlq: ${ours(unshippable).join(', ')})`);
+// What an operator sees when looking into the dead-letter queue (this run's letters only).
+const orderIdOf = (body: unknown): string => String((body as { orderId?: unknown } | null)?.orderId ?? '');
+for (const d of await warren.peekDeadLetters('billing.orders', 1000)) {
+  if (ours([orderIdOf(d.body)]).length === 0) continue;
+  console.log(`billing.orders.dlq: ${orderIdOf(d.body)} — ${d.reason}: ${d.errorMessage} (attempts: ${d.attempts})`);
+}
 console.log('');
 console.log(`health: ${JSON.stringify({ ok: warren.health().ok, consumers: warren.health().consumers.map((c) => `${c.name}:${c.attached ? 'attached' : 'detached'}`) })}`);
 console.log(`Open ${managementUrl.replace(/\/\/[^@/]*@/, '//')} (guest/guest): Queues shows billing.orders, shipping.orders and their .dlq queues;`);
 console.log('Connections shows warren-demo:publish and warren-demo:consume.');
 await warren.close();
 if (!done()) {
-  console.error('demo incomplete: not every order was handled within 30 s');
+  console.error(
+    'demo incomplete: not every order was handled here within 30 s. Is another billing or shipping consumer ' +
+      '(e.g. npx tsx consumers/shipping.ts) running against this broker and taking some of them?',
+  );
   process.exit(1);
 }
