@@ -20,6 +20,17 @@ export function formatIssues(issues: readonly z.core.$ZodIssue[]): string[] {
 }
 
 /**
+ * Parses `input` with `schema`, adding any problems (prefixed with `at`) to `problems` instead of
+ * throwing, so a caller can go on checking the rest and report everything at once.
+ */
+export function collect<S extends z.ZodType>(schema: S, input: unknown, at: string, problems: string[]): z.output<S> | undefined {
+  const result = schema.safeParse(input);
+  if (result.success) return result.data;
+  for (const line of formatIssues(result.error.issues)) problems.push(at === '' ? line : line.startsWith('(root)') ? `${at}${line.slice(6)}` : `${at}.${line}`);
+  return undefined;
+}
+
+/**
  * Parses `input` with `schema` once, at the edge; every problem is reported in one ConfigError.
  */
 export function parseConfig<S extends z.ZodType>(schema: S, input: unknown, where: string): z.output<S> {

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { parseConfig } from './config.js';
+import { collect } from './config.js';
 import { ConfigError } from './errors.js';
 import type { Logger } from './logger.js';
 import type { MessageContract, Payload } from './message.js';
@@ -86,28 +86,36 @@ export interface Consumer<M extends MessageContract = MessageContract, A extends
   readonly handle: (payload: Payload<M>, context: ContextFor<A>) => Promise<void> | void;
 }
 
-const consumerSchema = z
-  .object({
-    queue: z.string().min(1, 'must name a queue'),
-    name: z.string().min(1).optional(),
-    prefetch: z.number().int().min(1).max(65_535).default(10),
-    concurrency: z.number().int().min(1).default(1),
-    ackMode: z.enum(['auto', 'manual', 'none']).default('auto'),
-    onError: z.enum(['dead-letter', 'requeue']).default('dead-letter'),
-    stopTimeoutMs: z.number().int().nonnegative().default(30_000),
-    retry: retryPolicySchema.optional(),
-    handle: z.custom<(...args: never[]) => unknown>((v) => typeof v === 'function', 'must be a function'),
-    message: z.custom<MessageContract>((v) => typeof v === 'object' && v !== null && 'schema' in v, 'must be a contract from defineMessage()'),
-  })
-  .superRefine((c, ctx) => {
-    if (c.concurrency > c.prefetch) {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['concurrency'],
-        message: `concurrency (${c.concurrency}) must not exceed prefetch (${c.prefetch}): handlers beyond prefetch would never get a message`,
-      });
-    }
-  });
+const consumerSchema = z.strictObject({
+  queue: z.string().min(1, 'must name a queue'),
+  name: z.string().min(1).optional(),
+  prefetch: z.number().int().min(1).max(65_535).default(10),
+  concurrency: z.number().int().min(1).default(1),
+  ackMode: z.enum(['auto', 'manual', 'none']).default('auto'),
+  onError: z.enum(['dead-letter', 'requeue']).default('dead-letter'),
+  stopTimeoutMs: z.number().int().nonnegative().default(30_000),
+  retry: retryPolicySchema.optional(),
+  handle: z.custom<(...args: never[]) => unknown>((v) => typeof v === 'function', 'must be a function'),
+  message: z.custom<MessageContract>((v) => typeof v === 'object' && v !== null && 'schema' in v, 'must be a contract from defineMessage()'),
+});
+
+/** Checks across options, on the raw definition, so they are reported even when a field failed to parse. */
+function crossChecks(d: Partial<Record<keyof ConsumerDefinition<MessageContract>, unknown>>): string[] {
+  const problems: string[] = [];
+  const prefetch = typeof d.prefetch === 'number' ? d.prefetch : 10;
+  const concurrency = typeof d.concurrency === 'number' ? d.concurrency : 1;
+  if (concurrency > prefetch) {
+    problems.push(`concurrency: ${concurrency} must not exceed prefetch (${prefetch}): handlers beyond prefetch would never get a message`);
+  }
+  if (d.ackMode === 'none' && (d.onError !== undefined || d.retry !== undefined)) {
+    problems.push('onError / retry: have no effect with ackMode none (the broker does not wait for an outcome); remove them');
+  }
+  const retry = d.retry as { maxAttempts?: unknown } | undefined;
+  if (d.onError === 'requeue' && typeof retry?.maxAttempts === 'number' && retry.maxAttempts > 1) {
+    problems.push("onError: 'requeue' contradicts the retry policy (which retries with a delay, then dead-letters); remove one");
+  }
+  return problems;
+}
 
 /**
  * Defines a consumer module. Throws a ConfigError listing every problem with the options.
@@ -118,13 +126,10 @@ const consumerSchema = z
  */
 export function defineConsumer<M extends MessageContract, const A extends AckMode = 'auto'>(definition: ConsumerDefinition<M, A>): Consumer<M, A> {
   const where = `consumer${typeof definition.queue === 'string' ? ` for queue '${definition.queue}'` : ''}`;
-  const parsed = parseConfig(consumerSchema, definition, where);
-  if (parsed.ackMode === 'none' && (definition.onError !== undefined || definition.retry !== undefined)) {
-    throw new ConfigError(where, ['onError / retry: have no effect with ackMode none (the broker does not wait for an outcome); remove them']);
-  }
-  if (definition.onError === 'requeue' && parsed.retry !== undefined && parsed.retry.maxAttempts > 1) {
-    throw new ConfigError(where, ["onError: 'requeue' contradicts the retry policy (which retries with a delay, then dead-letters); remove one"]);
-  }
+  const problems: string[] = [];
+  const parsed = collect(consumerSchema, definition, '', problems);
+  problems.push(...crossChecks(definition));
+  if (parsed === undefined || problems.length > 0) throw new ConfigError(where, problems);
   return Object.freeze({
     name: parsed.name ?? parsed.queue,
     queue: parsed.queue,

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { parseConfig } from './config.js';
-import { DecodeError, ValidationError, type ValidationIssue } from './errors.js';
+import { DecodeError, messageOf, ValidationError, type ValidationIssue } from './errors.js';
 
 export const JSON_CONTENT_TYPE = 'application/json';
 
@@ -79,7 +79,13 @@ export function validatePayload<M extends MessageContract>(contract: M, payload:
 
 /** Encodes a (validated) payload as a JSON body. */
 export function encodePayload(contract: MessageContract, payload: unknown): Buffer {
-  const json = JSON.stringify(payload);
+  let json: string | undefined;
+  try {
+    json = JSON.stringify(payload);
+  } catch (err) {
+    // A BigInt or a cycle, which a schema such as z.bigint() or z.any() lets through.
+    throw new ValidationError(contract.name, [{ path: [], message: `payload is not JSON-serialisable (${messageOf(err)})`, code: 'custom' }], { cause: err });
+  }
   // JSON.stringify(undefined) is undefined: a schema such as z.any() can let that through.
   if (json === undefined) throw new ValidationError(contract.name, [{ path: [], message: 'payload is not JSON-serialisable', code: 'custom' }]);
   return Buffer.from(json, 'utf8');

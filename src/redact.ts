@@ -6,7 +6,8 @@ export function redactUrl(url: string): string {
     return u.toString();
   } catch {
     // Not parseable: strip anything that looks like userinfo rather than risk printing a secret.
-    return url.replace(/\/\/[^@/]*@/, '//***@');
+    // Greedy up to the last '@': at worst it hides too much, never a tail of the password.
+    return url.replace(/\/\/.*@/, '//***@');
   }
 }
 

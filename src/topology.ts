@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { durationMs, parseConfig } from './config.js';
+import { collect, durationMs } from './config.js';
 import { ConfigError } from './errors.js';
 
 const name = z.string().min(1, 'must not be empty').max(255, 'must be at most 255 characters');
@@ -39,9 +39,10 @@ const queueSchema = z.strictObject({
   arguments: args.optional(),
 });
 
-const topologySchema = z.strictObject({
-  exchanges: z.record(name, exchangeSchema).default({}),
-  queues: z.record(name, queueSchema).default({}),
+/** The outer shape only: each exchange and queue is then parsed on its own, so one typo does not hide the other problems. */
+const outerSchema = z.strictObject({
+  exchanges: z.record(name, z.unknown()).default({}),
+  queues: z.record(name, z.unknown()).default({}),
 });
 
 export type ExchangeType = 'direct' | 'topic' | 'fanout' | 'headers';
@@ -54,7 +55,10 @@ export type BindingDefinition = z.input<typeof bindingSchema>;
  * `deadLetter: true` declares `<queue>.dlq` beside it and routes rejected messages there.
  */
 export type QueueDefinition = z.input<typeof queueSchema>;
-export type TopologyDefinition = z.input<typeof topologySchema>;
+export interface TopologyDefinition {
+  exchanges?: Record<string, ExchangeDefinition>;
+  queues?: Record<string, QueueDefinition>;
+}
 
 export interface DeclaredExchange {
   readonly name: string;
@@ -112,22 +116,33 @@ export const DLQ_SUFFIX = '.dlq';
  * });
  */
 export function defineTopology(definition: TopologyDefinition): Topology {
-  const parsed = parseConfig(topologySchema, definition, 'topology');
   const problems: string[] = [];
+  const outer = collect(outerSchema, definition, '', problems) ?? { exchanges: {}, queues: {} };
+  const parsedExchanges: [string, z.output<typeof exchangeSchema>][] = [];
+  for (const [exName, raw] of Object.entries(outer.exchanges)) {
+    const ex = collect(exchangeSchema, raw, `exchanges.${exName}`, problems);
+    if (ex !== undefined) parsedExchanges.push([exName, ex]);
+  }
+  const parsedQueues: [string, z.output<typeof queueSchema>][] = [];
+  for (const [qName, raw] of Object.entries(outer.queues)) {
+    const q = collect(queueSchema, raw, `queues.${qName}`, problems);
+    if (q !== undefined) parsedQueues.push([qName, q]);
+  }
 
   const exchanges: DeclaredExchange[] = [];
-  for (const [exName, ex] of Object.entries(parsed.exchanges)) {
+  for (const [exName, ex] of parsedExchanges) {
     if (exName.startsWith('amq.')) problems.push(`exchanges.${exName}: names starting with 'amq.' are reserved by RabbitMQ`);
     const exArgs: Record<string, unknown> = { ...ex.arguments };
     if (ex.alternateExchange !== undefined) exArgs['alternate-exchange'] = ex.alternateExchange;
     exchanges.push({ name: exName, type: ex.type, durable: ex.durable, autoDelete: ex.autoDelete, internal: ex.internal, arguments: exArgs });
   }
-  const exchangeNames = new Set(exchanges.map((e) => e.name));
+  // Names count as declared even where their options had problems, so a binding is not blamed too.
+  const exchangeNames = new Set(Object.keys(outer.exchanges));
   const knownExchange = (n: string): boolean => exchangeNames.has(n) || BUILT_IN_EXCHANGES.has(n);
 
   const queues: DeclaredQueue[] = [];
-  const declaredQueueNames = new Set(Object.keys(parsed.queues));
-  for (const [qName, q] of Object.entries(parsed.queues)) {
+  const declaredQueueNames = new Set(Object.keys(outer.queues));
+  for (const [qName, q] of parsedQueues) {
     const at = `queues.${qName}`;
     if (qName.startsWith('amq.')) problems.push(`${at}: names starting with 'amq.' are reserved by RabbitMQ`);
     if (q.type !== 'classic') {

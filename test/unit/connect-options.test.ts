@@ -1,48 +1,113 @@
-import net from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import { afterEach, beforeEach, describe, expect, it, vi, type MockInstance } from 'vitest';
-import { ConfigError, connect, type ConnectOptions } from '../../src/index.js';
+import { ConfigError, ConnectionError, connect, type ConnectOptions } from '../../src/index.js';
 
-// Any connection attempt would show up here: a ConfigError must come before any network I/O.
-let connectSpy: MockInstance;
+// Every TCP (and TLS) connection amqplib opens goes through net.Socket#connect: a ConfigError
+// must come before any of them.
+let socketConnect: MockInstance;
 beforeEach(() => {
-  connectSpy = vi.spyOn(net.Socket.prototype, 'connect');
+  socketConnect = vi.spyOn(net.Socket.prototype, 'connect');
 });
 afterEach(() => {
   vi.restoreAllMocks();
 });
 
+const url = 'amqp://guest:guest@127.0.0.1:5672';
+
+/** connect()'s rejection, which must be a ConfigError raised before any connection attempt. */
 async function configError(options: ConnectOptions): Promise<ConfigError> {
   const err: unknown = await connect(options).then(
-    () => new Error('connected'),
+    async (warren) => {
+      await warren.close();
+      return new Error('connect() resolved');
+    },
     (e: unknown) => e,
   );
   expect(err).toBeInstanceOf(ConfigError);
+  expect((err as ConfigError).code).toBe('CONFIG_INVALID');
+  expect(socketConnect).not.toHaveBeenCalled();
   return err as ConfigError;
 }
 
 describe('connect() options', () => {
-  it('rejects with every problem listed, before any connection attempt', async () => {
+  it.each<[string, ConnectOptions]>([
+    ['no URL', { urls: [] }],
+    ['a non-amqp URL', { urls: ['http://localhost:5672'] }],
+    ['a malformed amqp URL', { urls: ['amqp://bad host:5672'] }],
+    ['an unknown option', { urls: [url], hearbeat: '10s' } as ConnectOptions],
+    ['an unknown reconnect option', { urls: [url], reconnect: { maxDelay: '30s', jitter: true } } as ConnectOptions],
+    ['an unknown publisher option', { urls: [url], publisher: { maxInflight: 10 } } as ConnectOptions],
+    ['a bad duration', { urls: [url], heartbeat: 'soon' }],
+    ['a duration in an unknown unit', { urls: [url], initialConnectTimeout: '1d' }],
+    ['a negative duration', { urls: [url], connectTimeout: -1 }],
+    ['a bad nested duration', { urls: [url], publisher: { timeout: '10 parsecs' } }],
+    ['a reconnect factor below 1', { urls: [url], reconnect: { factor: 0.5 } }],
+    ['a publish window of 0', { urls: [url], publisher: { maxInFlight: 0 } }],
+    ['an empty name', { urls: [url], name: '' }],
+    ['a non-http managementUrl', { urls: [url], managementUrl: 'amqp://localhost:15672' }],
+    ['a retry policy without delays', { urls: [url], retry: { maxAttempts: 3 } }],
+  ])('rejects %s with ConfigError before any connection attempt', async (_what, options) => {
+    expect.hasAssertions();
+    expect((await configError(options)).problems).toHaveLength(1);
+  });
+
+  it('lists every problem at once', async () => {
     expect.hasAssertions();
     const err = await configError({
       urls: ['amqp://u:s3cr3t@localhost:5672', 'http://not-amqp'],
       heartbeat: 'soon',
+      reconnect: { factor: 0 },
       publisher: { maxInFlight: 0 },
       surprise: true,
     } as ConnectOptions);
-    expect(err.code).toBe('CONFIG_INVALID');
-    expect(err.problems).toHaveLength(4);
-    expect(connectSpy).not.toHaveBeenCalled();
+    expect(err.problems).toHaveLength(5);
   });
 
-  it('needs at least one URL', async () => {
+  it('never puts a password given in a URL into the error', async () => {
     expect.hasAssertions();
-    expect((await configError({ urls: [] })).problems).toHaveLength(1);
+    for (const urls of [
+      ['amqp://u:s3cr3t@host:5672', 'http://x'],
+      ['http://u:s3cr3t@host:5672'],
+      ['amqp://u:s3cr3t@bad host:5672'],
+      ['amqp://u:s3cr3t@host:5672', 'amqps://u:s3cr3t@host:notaport'],
+    ]) {
+      const err = await configError({ urls });
+      expect(err.message).not.toContain('s3cr3t');
+      expect(JSON.stringify(err.problems)).not.toContain('s3cr3t');
+      expect(String(err.stack)).not.toContain('s3cr3t');
+    }
+    const err = await configError({ urls: [url], managementUrl: 'ftp://admin:m4n4g3r@host:15672' });
+    expect(err.message).not.toContain('m4n4g3r');
   });
 
-  it('never puts a password into the error', async () => {
+  it('valid options get past validation to a connection attempt (the control for the tests above)', async () => {
     expect.hasAssertions();
-    const err = await configError({ urls: ['amqp://u:s3cr3t@localhost:5672', 'amqp://u:s3cr3t@bad host'] });
-    expect(err.message).not.toContain('s3cr3t');
-    expect(JSON.stringify(err.problems)).not.toContain('s3cr3t');
+    // A listener that hangs up on every connection: no broker, and no waiting for a timeout.
+    const server = net.createServer((socket) => socket.destroy());
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as AddressInfo;
+    try {
+      const err: unknown = await connect({
+        urls: [`amqp://u:s3cr3t@127.0.0.1:${port}`],
+        name: 'connect-options-control',
+        heartbeat: 5,
+        connectTimeout: '200ms',
+        initialConnectTimeout: '300ms',
+        reconnect: { initialDelay: 10, maxDelay: '50ms', factor: 2 },
+        publisher: { timeout: '1s' },
+      }).then(
+        async (warren) => {
+          await warren.close();
+          return new Error('connect() resolved');
+        },
+        (e: unknown) => e,
+      );
+      expect(socketConnect).toHaveBeenCalled();
+      expect(err).toBeInstanceOf(ConnectionError);
+      expect((err as ConnectionError).code).toBe('CONNECTION_FAILED');
+      expect((err as ConnectionError).message).not.toContain('s3cr3t');
+    } finally {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
   });
 });

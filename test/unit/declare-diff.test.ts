@@ -1,20 +1,71 @@
 import { describe, expect, it } from 'vitest';
 import { diff } from '../../src/declare.js';
+import type { ManagedEntity } from '../../src/management.js';
 
-describe('topology mismatch diff', () => {
-  it('lists flags and arguments that differ, and nothing else', () => {
-    expect(
-      diff(
-        { durable: true, auto_delete: false, exclusive: false, arguments: { 'x-max-length': 10, 'x-queue-type': 'quorum' } },
-        { durable: true, auto_delete: false, exclusive: false, arguments: { 'x-max-length': 5, 'x-queue-type': 'quorum' } },
-      ),
-    ).toEqual([{ argument: 'x-max-length', declared: 10, actual: 5 }]);
+/** A queue as RabbitMQ 3.10's management API returns it (GET /api/queues/:vhost/:name), trimmed. */
+function apiQueue(overrides: Partial<ManagedEntity>): ManagedEntity {
+  const queue = {
+    name: 'billing.orders',
+    vhost: '/',
+    type: 'quorum',
+    node: 'rabbit@host',
+    state: 'running',
+    messages: 3,
+    consumers: 1,
+    policy: null,
+    durable: true,
+    auto_delete: false,
+    exclusive: false,
+    arguments: { 'x-queue-type': 'quorum', 'x-dead-letter-exchange': '', 'x-dead-letter-routing-key': 'billing.orders.dlq' },
+  };
+  return { ...queue, ...overrides };
+}
+
+const declaredQueue: ManagedEntity = {
+  durable: true,
+  auto_delete: false,
+  exclusive: false,
+  arguments: { 'x-queue-type': 'quorum', 'x-dead-letter-exchange': '', 'x-dead-letter-routing-key': 'billing.orders.dlq' },
+};
+
+describe('topology mismatch diff (declared vs management API)', () => {
+  it('finds nothing when they agree, ignoring the fields warren does not declare', () => {
+    expect(diff(declaredQueue, apiQueue({}))).toEqual([]);
   });
 
-  it('names an argument present on one side only, and a differing exchange type', () => {
-    expect(diff({ type: 'topic', durable: true, arguments: {} }, { type: 'direct', durable: false, arguments: { 'alternate-exchange': 'ae' } })).toEqual([
-      { argument: 'type', declared: 'topic', actual: 'direct' },
+  it('names each queue flag that differs, by its option name', () => {
+    expect(diff(declaredQueue, apiQueue({ durable: false, auto_delete: true, exclusive: true }))).toEqual([
       { argument: 'durable', declared: true, actual: false },
+      { argument: 'autoDelete', declared: false, actual: true },
+      { argument: 'exclusive', declared: false, actual: true },
+    ]);
+  });
+
+  it('names an argument that differs in value, and one present on one side only', () => {
+    const actual = apiQueue({ arguments: { 'x-queue-type': 'classic', 'x-dead-letter-exchange': '', 'x-max-length': 10 } });
+    expect(diff(declaredQueue, actual)).toEqual([
+      { argument: 'x-queue-type', declared: 'quorum', actual: 'classic' },
+      { argument: 'x-dead-letter-routing-key', declared: 'billing.orders.dlq', actual: undefined },
+      { argument: 'x-max-length', declared: undefined, actual: 10 },
+    ]);
+  });
+
+  it('compares argument values by content: equal arrays and objects match, a number does not match its string', () => {
+    const declared: ManagedEntity = { durable: true, arguments: { 'x-list': [1, 2], 'x-obj': { a: 1 }, 'x-message-ttl': 1_000 } };
+    expect(diff(declared, { durable: true, arguments: { 'x-list': [1, 2], 'x-obj': { a: 1 }, 'x-message-ttl': 1_000 } })).toEqual([]);
+    expect(diff(declared, { durable: true, arguments: { 'x-list': [1, 2], 'x-obj': { a: 1 }, 'x-message-ttl': '1000' } })).toEqual([
+      { argument: 'x-message-ttl', declared: 1_000, actual: '1000' },
+    ]);
+  });
+
+  it('names a differing exchange type and internal flag, and treats missing arguments as none', () => {
+    const declared: ManagedEntity = { type: 'topic', durable: true, auto_delete: false, internal: false, arguments: {} };
+    const actual = { name: 'orders', vhost: '/', type: 'direct', durable: true, auto_delete: false, internal: true, user_who_performed_action: 'guest' };
+    expect(diff(declared, actual)).toEqual([
+      { argument: 'type', declared: 'topic', actual: 'direct' },
+      { argument: 'internal', declared: false, actual: true },
+    ]);
+    expect(diff(declared, { ...actual, type: 'topic', internal: false, arguments: { 'alternate-exchange': 'ae' } })).toEqual([
       { argument: 'alternate-exchange', declared: undefined, actual: 'ae' },
     ]);
   });

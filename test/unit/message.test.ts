@@ -7,62 +7,129 @@ const Order = defineMessage({
   name: 'order.placed',
   exchange: 'orders',
   routingKey: 'order.placed',
-  schema: z.object({ orderId: z.string(), amountCents: z.number().int().positive() }),
+  schema: z.object({
+    orderId: z.string(),
+    amountCents: z.number().int().positive(),
+    currency: z.string().default('EUR'),
+    items: z.array(z.object({ sku: z.string(), qty: z.number().int() })).default([]),
+  }),
 });
+
+/** What `fn` throws (fails the test if it returns). */
+function thrown(fn: () => unknown): unknown {
+  try {
+    fn();
+  } catch (err) {
+    return err;
+  }
+  throw new Error('expected it to throw');
+}
 
 describe('defineMessage', () => {
   it('defaults to persistent, mandatory JSON', () => {
-    expect(Order).toMatchObject({ name: 'order.placed', exchange: 'orders', routingKey: 'order.placed', persistent: true, mandatory: true, contentType: 'application/json' });
+    expect(Order).toMatchObject({
+      name: 'order.placed',
+      exchange: 'orders',
+      routingKey: 'order.placed',
+      persistent: true,
+      mandatory: true,
+      contentType: 'application/json',
+    });
   });
 
-  it('rejects a definition without a zod schema and an empty name, listing both', () => {
-    try {
-      defineMessage({ name: '', exchange: 'x', routingKey: 'y', schema: {} as z.ZodString });
-      expect.unreachable();
-    } catch (err) {
-      expect(err).toBeInstanceOf(ConfigError);
-      expect((err as ConfigError).code).toBe('CONFIG_INVALID');
-      expect((err as ConfigError).problems.length).toBe(2);
-    }
+  it('keeps persistent: false and mandatory: false when asked', () => {
+    const Tick = defineMessage({ name: 'tick', exchange: '', routingKey: 'ticks', schema: z.number(), persistent: false, mandatory: false });
+    expect(Tick).toMatchObject({ persistent: false, mandatory: false, contentType: 'application/json' });
+  });
+
+  it('rejects a schema that is not a zod schema with CONFIG_INVALID', () => {
+    const notZod = { parse: (v: unknown) => v, safeParse: (v: unknown) => ({ success: true, data: v }) } as unknown as z.ZodString;
+    const err = thrown(() => defineMessage({ name: 'x', exchange: '', routingKey: 'q', schema: notZod }));
+    expect(err).toBeInstanceOf(ConfigError);
+    expect((err as ConfigError).code).toBe('CONFIG_INVALID');
+    expect((err as ConfigError).problems).toHaveLength(1);
+  });
+
+  it('lists every problem of a definition at once', () => {
+    const err = thrown(() => defineMessage({ name: '', exchange: 'x', routingKey: 'y', schema: {} as z.ZodString, mandatry: false } as never));
+    expect(err).toBeInstanceOf(ConfigError);
+    expect((err as ConfigError).problems).toHaveLength(3);
   });
 });
 
-describe('validate, encode, decode', () => {
-  it('returns the parsed payload, or a ValidationError with zod issues and paths', () => {
-    expect(validatePayload(Order, { orderId: 'o-1', amountCents: 5 })).toEqual({ orderId: 'o-1', amountCents: 5 });
-    try {
-      validatePayload(Order, { orderId: 1, amountCents: -5 });
-      expect.unreachable();
-    } catch (err) {
+describe('validatePayload', () => {
+  it('returns the parsed payload, with schema defaults filled in', () => {
+    expect(validatePayload(Order, { orderId: 'o-1', amountCents: 5 })).toEqual({ orderId: 'o-1', amountCents: 5, currency: 'EUR', items: [] });
+  });
+
+  it('throws ValidationError (VALIDATION_FAILED) carrying zod issues with path and code', () => {
+    const err = thrown(() => validatePayload(Order, { orderId: 1, amountCents: -5, items: [{ sku: 'a', qty: 1 }, { sku: 2, qty: 1 }] }));
+    expect(err).toBeInstanceOf(ValidationError);
+    const v = err as ValidationError;
+    expect(v.code).toBe('VALIDATION_FAILED');
+    expect(v.messageName).toBe('order.placed');
+    expect(v.issues.map(({ path, code }) => ({ path, code }))).toEqual(
+      expect.arrayContaining([
+        { path: ['orderId'], code: 'invalid_type' },
+        { path: ['amountCents'], code: 'too_small' },
+        { path: ['items', 1, 'sku'], code: 'invalid_type' },
+      ]),
+    );
+    expect(v.issues).toHaveLength(3);
+  });
+
+  it('reports a payload that is not an object at the root (empty path)', () => {
+    const err = thrown(() => validatePayload(Order, 'o-1'));
+    expect((err as ValidationError).issues).toEqual([expect.objectContaining({ path: [], code: 'invalid_type' })]);
+  });
+});
+
+describe('encodePayload / decodeBody', () => {
+  const Anything = defineMessage({ name: 'any', exchange: '', routingKey: 'q', schema: z.any() });
+
+  it('round-trips a payload through a UTF-8 JSON body', () => {
+    const payload = { orderId: 'ö-1 ✓ 😀', amountCents: 5, currency: 'EUR', items: [{ sku: 'a"b\\c', qty: 2 }] };
+    const body = encodePayload(Order, payload);
+    expect(body).toBeInstanceOf(Buffer);
+    expect(body.toString('utf8')).toBe(JSON.stringify(payload));
+    expect(decodeBody(Order, body, 'application/json')).toEqual(payload);
+  });
+
+  it.each([['application/json; charset=utf-8'], ['Application/JSON'], [''], [undefined]])('accepts content type %o', (contentType) => {
+    expect(decodeBody(Order, Buffer.from('{"orderId":"o-1"}'), contentType)).toEqual({ orderId: 'o-1' });
+  });
+
+  it.each([['{not json'], ['{"orderId":"o-1"'], [''], ['\u00ff\u00fe']])('refuses body %o with DecodeError (DECODE_FAILED)', (text) => {
+    const err = thrown(() => decodeBody(Order, Buffer.from(text, 'latin1'), 'application/json'));
+    expect(err).toBeInstanceOf(DecodeError);
+    expect((err as DecodeError).code).toBe('DECODE_FAILED');
+    expect((err as DecodeError).cause).toBeInstanceOf(SyntaxError);
+  });
+
+  it.each([['text/plain'], ['application/xml'], ['application/octet-stream'], ['application/jsonp']])(
+    'refuses content type %o with DecodeError, even for a JSON body',
+    (contentType) => {
+      const err = thrown(() => decodeBody(Order, Buffer.from('{"orderId":"o-1"}'), contentType));
+      expect(err).toBeInstanceOf(DecodeError);
+      expect((err as DecodeError).code).toBe('DECODE_FAILED');
+    },
+  );
+
+  it('refuses a payload that JSON.stringify turns into nothing with ValidationError', () => {
+    for (const payload of [undefined, () => 1]) {
+      const err = thrown(() => encodePayload(Anything, payload));
       expect(err).toBeInstanceOf(ValidationError);
-      const v = err as ValidationError;
-      expect(v.code).toBe('VALIDATION_FAILED');
-      expect(v.messageName).toBe('order.placed');
-      expect(v.issues.map((i) => i.path.join('.')).sort()).toEqual(['amountCents', 'orderId']);
+      expect((err as ValidationError).code).toBe('VALIDATION_FAILED');
     }
   });
 
-  it('round-trips a payload through JSON', () => {
-    const body = encodePayload(Order, { orderId: 'o-1', amountCents: 5 });
-    expect(decodeBody(Order, body, 'application/json')).toEqual({ orderId: 'o-1', amountCents: 5 });
-    expect(decodeBody(Order, body, 'application/json; charset=utf-8')).toEqual({ orderId: 'o-1', amountCents: 5 });
-    expect(decodeBody(Order, body, undefined)).toEqual({ orderId: 'o-1', amountCents: 5 });
-  });
-
-  it('refuses a body that is not JSON, or has another content type, with DECODE_FAILED', () => {
-    expect(() => decodeBody(Order, Buffer.from('{not json'), 'application/json')).toThrow(DecodeError);
-    const err = (() => {
-      try {
-        decodeBody(Order, Buffer.from('{}'), 'text/plain');
-      } catch (e) {
-        return e;
-      }
-    })();
-    expect((err as DecodeError).code).toBe('DECODE_FAILED');
-  });
-
-  it('refuses a payload JSON cannot represent', () => {
-    const Anything = defineMessage({ name: 'any', exchange: '', routingKey: 'q', schema: z.any() });
-    expect(() => encodePayload(Anything, undefined)).toThrow(ValidationError);
+  it('refuses a payload JSON.stringify throws on (BigInt, a cycle) with ValidationError, not a raw TypeError', () => {
+    const circular: Record<string, unknown> = {};
+    circular['self'] = circular;
+    for (const payload of [{ n: 10n }, circular]) {
+      const err = thrown(() => encodePayload(Anything, payload));
+      expect(err).toBeInstanceOf(ValidationError);
+      expect((err as ValidationError).code).toBe('VALIDATION_FAILED');
+    }
   });
 });
