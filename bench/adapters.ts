@@ -1,0 +1,219 @@
+// The same workload through each client, each used the way its documentation recommends for
+// reliable messaging: publisher confirms, persistent messages, manual acks with prefetch.
+import amqplib from 'amqplib';
+import { AMQPClient } from '@cloudamqp/amqp-client';
+import amqpConnectionManager from 'amqp-connection-manager';
+import { Connection as RabbitClient } from 'rabbitmq-client';
+import { z } from 'zod';
+import { connect, defineConsumer, defineMessage } from '../src/index.js';
+
+export interface Adapter {
+  readonly name: string;
+  /** Publishes `count` persistent messages to `queue`, confirmed, with at most `window` in flight. */
+  publish(queue: string, bodies: (i: number) => Buffer, count: number, window: number): Promise<void>;
+  /** Consumes until `count` messages were received and acked; `onMessage` sees each body. */
+  consume(queue: string, count: number, prefetch: number, onMessage?: (body: Buffer) => void): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Runs `count` tasks with at most `window` at once. */
+async function windowed(count: number, window: number, task: (i: number) => Promise<unknown>): Promise<void> {
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < count) await task(next++);
+  };
+  await Promise.all(Array.from({ length: Math.min(window, count) }, worker));
+}
+
+function countdown(count: number): { tick: () => void; done: Promise<void> } {
+  let left = count;
+  let resolve!: () => void;
+  const done = new Promise<void>((r) => (resolve = r));
+  if (count === 0) resolve();
+  return {
+    tick: () => {
+      left -= 1;
+      if (left === 0) resolve();
+    },
+    done,
+  };
+}
+
+export async function rawAmqplib(url: string): Promise<Adapter> {
+  const pubConn = await amqplib.connect(url, { noDelay: true });
+  const subConn = await amqplib.connect(url, { noDelay: true });
+  const ch = await pubConn.createConfirmChannel();
+  // Socket backpressure: when publish returns false, wait for 'drain' before the next one.
+  let drained: Promise<void> | undefined;
+  return {
+    name: 'amqplib',
+    async publish(queue, bodies, count, window) {
+      await windowed(count, window, async (i) => {
+        if (drained !== undefined) await drained;
+        await new Promise<void>((resolve, reject) => {
+          const ok = ch.sendToQueue(queue, bodies(i), { persistent: true, contentType: 'application/json' }, (err: unknown) =>
+            err ? reject(err instanceof Error ? err : new Error('publish failed')) : resolve(),
+          );
+          if (!ok && drained === undefined) {
+            drained = new Promise<void>((r) => ch.once('drain', () => ((drained = undefined), r())));
+          }
+        });
+      });
+    },
+    async consume(queue, count, prefetch, onMessage) {
+      const c = await subConn.createChannel();
+      await c.prefetch(prefetch);
+      const { tick, done } = countdown(count);
+      const { consumerTag } = await c.consume(queue, (msg) => {
+        if (msg === null) return;
+        onMessage?.(msg.content);
+        c.ack(msg);
+        tick();
+      });
+      await done;
+      await c.cancel(consumerTag);
+      await c.close();
+    },
+    async close() {
+      await pubConn.close();
+      await subConn.close();
+    },
+  };
+}
+
+const Payload = z.object({ i: z.number().int(), sentAt: z.number(), data: z.string() });
+
+export async function warren(url: string, validate = true): Promise<Adapter> {
+  const schema = validate ? Payload : (z.any() as unknown as typeof Payload);
+  const w = await connect({ urls: [url], name: validate ? 'bench-warren' : 'bench-warren-novalidate' });
+  let contracts = new Map<string, ReturnType<typeof defineMessage<typeof Payload>>>();
+  const contract = (queue: string) => {
+    let c = contracts.get(queue);
+    if (c === undefined) {
+      c = defineMessage({ name: 'bench', exchange: '', routingKey: queue, schema });
+      contracts.set(queue, c);
+    }
+    return c;
+  };
+  return {
+    name: validate ? 'warren' : 'warren (no validation)',
+    async publish(queue, bodies, count, window) {
+      const c = contract(queue);
+      // warren encodes the payload itself: hand it the object the raw clients get as bytes.
+      await windowed(count, window, (i) => w.publish(c, JSON.parse(bodies(i).toString()) as z.input<typeof Payload>));
+    },
+    async consume(queue, count, prefetch, onMessage) {
+      const { tick, done } = countdown(count);
+      const handle = await w.consume(
+        defineConsumer({
+          name: `bench-${queue}`,
+          queue,
+          message: contract(queue),
+          prefetch,
+          concurrency: prefetch,
+          handle: (p) => {
+            onMessage?.(Buffer.from(String(p.sentAt)));
+            tick();
+          },
+        }),
+      );
+      await done;
+      await handle.stop();
+    },
+    async close() {
+      contracts = new Map();
+      await w.close();
+    },
+  };
+}
+
+export async function connectionManager(url: string): Promise<Adapter> {
+  const conn = amqpConnectionManager.connect([url]);
+  const pub = conn.createChannel({ json: false, confirm: true });
+  await pub.waitForConnect();
+  return {
+    name: 'amqp-connection-manager',
+    async publish(queue, bodies, count, window) {
+      await windowed(count, window, (i) => pub.sendToQueue(queue, bodies(i), { persistent: true, contentType: 'application/json' }));
+    },
+    async consume(queue, count, prefetch, onMessage) {
+      const { tick, done } = countdown(count);
+      const sub = conn.createChannel({
+        json: false,
+        setup: async (ch: amqplib.ConfirmChannel) => {
+          await ch.prefetch(prefetch);
+          await ch.consume(queue, (msg) => {
+            if (msg === null) return;
+            onMessage?.(msg.content);
+            ch.ack(msg);
+            tick();
+          });
+        },
+      });
+      await done;
+      await sub.close();
+    },
+    async close() {
+      await pub.close();
+      await conn.close();
+    },
+  };
+}
+
+export async function rabbitmqClient(url: string): Promise<Adapter> {
+  const rabbit = new RabbitClient(url);
+  await rabbit.onConnect(10_000);
+  const pub = rabbit.createPublisher({ confirm: true, maxAttempts: 1 });
+  return {
+    name: 'rabbitmq-client',
+    async publish(queue, bodies, count, window) {
+      await windowed(count, window, (i) => pub.send({ routingKey: queue, durable: true, contentType: 'application/json' }, bodies(i)));
+    },
+    async consume(queue, count, prefetch, onMessage) {
+      const { tick, done } = countdown(count);
+      const sub = rabbit.createConsumer({ queue, queueOptions: { passive: true }, qos: { prefetchCount: prefetch }, concurrency: prefetch }, (msg) => {
+        // rabbitmq-client decodes application/json bodies itself; hand the harness bytes like the others.
+        onMessage?.(Buffer.isBuffer(msg.body) ? msg.body : Buffer.from(JSON.stringify(msg.body)));
+        tick();
+      });
+      await done;
+      await sub.close();
+    },
+    async close() {
+      await pub.close();
+      await rabbit.close();
+    },
+  };
+}
+
+export async function cloudamqp(url: string): Promise<Adapter> {
+  const client = new AMQPClient(url);
+  const conn = await client.connect();
+  const ch = await conn.channel();
+  await ch.confirmSelect();
+  const subClient = new AMQPClient(url);
+  const subConn = await subClient.connect();
+  return {
+    name: '@cloudamqp/amqp-client',
+    async publish(queue, bodies, count, window) {
+      await windowed(count, window, (i) => ch.basicPublish('', queue, bodies(i), { deliveryMode: 2, contentType: 'application/json' }));
+    },
+    async consume(queue, count, prefetch, onMessage) {
+      const c = await subConn.channel();
+      await c.prefetch(prefetch);
+      const { tick, done } = countdown(count);
+      const consumer = await c.basicConsume(queue, { noAck: false }, (msg) => {
+        if (msg.body !== null) onMessage?.(Buffer.from(msg.body));
+        void msg.ack();
+        tick();
+      });
+      await done;
+      await consumer.cancel();
+      await c.close();
+    },
+    async close() {
+      await conn.close();
+      await subConn.close();
+    },
+  };
+}

@@ -1,0 +1,195 @@
+// npm run bench — the same workloads through raw amqplib, warren and the popular clients, in one
+// process, in interleaved rounds (A B C …, A B C …), medians reported as ratios to raw amqplib.
+// Every scenario checks that exactly the expected messages arrived.
+//
+//   BENCH_MESSAGES=20000 BENCH_ROUNDS=3 BENCH_CLIENTS=amqplib,warren npm run bench
+import { writeFileSync, mkdirSync } from 'node:fs';
+import os from 'node:os';
+import amqplib from 'amqplib';
+import { cloudamqp, connectionManager, rabbitmqClient, rawAmqplib, warren, type Adapter } from './adapters.js';
+
+const url = process.env['AMQP_URL'] ?? 'amqp://guest:guest@127.0.0.1:5672';
+const N = Number(process.env['BENCH_MESSAGES'] ?? 20_000);
+const ROUNDS = Number(process.env['BENCH_ROUNDS'] ?? 3);
+const LATENCY_SECONDS = Number(process.env['BENCH_LATENCY_SECONDS'] ?? 3);
+const WINDOW = 1000;
+const PREFETCH = 100;
+
+const factories: Record<string, (u: string) => Promise<Adapter>> = {
+  amqplib: rawAmqplib,
+  warren: (u) => warren(u, true),
+  'warren (no validation)': (u) => warren(u, false),
+  'amqp-connection-manager': connectionManager,
+  'rabbitmq-client': rabbitmqClient,
+  '@cloudamqp/amqp-client': cloudamqp,
+};
+const only = process.env['BENCH_CLIENTS']?.split(',');
+const clients = Object.keys(factories).filter((c) => only === undefined || only.includes(c));
+
+/** A 1 KiB JSON body, the same bytes for every client. */
+function body(i: number): Buffer {
+  const base = { i, sentAt: performance.timeOrigin + performance.now(), data: '' };
+  const pad = 1024 - Buffer.byteLength(JSON.stringify(base));
+  return Buffer.from(JSON.stringify({ ...base, data: 'x'.repeat(Math.max(0, pad)) }));
+}
+
+interface Sample {
+  msgsPerSec: number;
+  cpuUsPerMsg: number;
+  peakRssMb: number;
+  p50Ms?: number;
+  p99Ms?: number;
+}
+
+type Scenario = 'publish classic' | 'consume classic' | 'publish quorum' | 'consume quorum' | 'latency @1000/s';
+
+async function withQueue<T>(quorum: boolean, fn: (queue: string) => Promise<T>): Promise<T> {
+  const queue = `bench.${Math.random().toString(36).slice(2, 10)}`;
+  const conn = await amqplib.connect(url);
+  const ch = await conn.createChannel();
+  await ch.assertQueue(queue, { durable: true, arguments: quorum ? { 'x-queue-type': 'quorum' } : {} });
+  try {
+    return await fn(queue);
+  } finally {
+    await ch.deleteQueue(queue).catch(() => undefined);
+    await conn.close();
+  }
+}
+
+async function count(queue: string): Promise<number> {
+  const conn = await amqplib.connect(url);
+  const ch = await conn.createChannel();
+  const { messageCount } = await ch.checkQueue(queue);
+  await conn.close();
+  return messageCount;
+}
+
+/** Runs `fn`, measuring wall time, this process's CPU time, and peak RSS (sampled every 20 ms). */
+async function measure(messages: number, fn: () => Promise<void>): Promise<Sample> {
+  let peak = process.memoryUsage.rss();
+  const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage.rss())), 20);
+  const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
+  await fn();
+  const wall = performance.now() - t0;
+  const cpu = process.cpuUsage(cpu0);
+  clearInterval(sampler);
+  return { msgsPerSec: (messages / wall) * 1000, cpuUsPerMsg: (cpu.user + cpu.system) / messages, peakRssMb: Math.max(peak, process.memoryUsage.rss()) / 1048576 };
+}
+
+async function publishThenConsume(adapter: Adapter, quorum: boolean): Promise<[Sample, Sample]> {
+  return withQueue(quorum, async (queue) => {
+    const pub = await measure(N, () => adapter.publish(queue, body, N, WINDOW));
+    const queued = await count(queue);
+    if (queued !== N) throw new Error(`${adapter.name}: published ${N}, the queue holds ${queued}`);
+    let received = 0;
+    const sub = await measure(N, () => adapter.consume(queue, N, PREFETCH, () => void (received += 1)));
+    if (received !== N) throw new Error(`${adapter.name}: consumed ${received} of ${N}`);
+    const left = await count(queue);
+    if (left !== 0) throw new Error(`${adapter.name}: ${left} messages left unacked in the queue`);
+    return [pub, sub];
+  });
+}
+
+/** End-to-end latency at a fixed rate: publish every 1 ms, measure publish → handler. */
+async function latency(adapter: Adapter): Promise<Sample> {
+  return withQueue(false, async (queue) => {
+    const total = LATENCY_SECONDS * 1000;
+    const latencies: number[] = [];
+    const consumed = adapter.consume(queue, total, PREFETCH, (b) => {
+      const text = b.toString();
+      const sentAt = text.startsWith('{') ? (JSON.parse(text) as { sentAt: number }).sentAt : Number(text);
+      latencies.push(performance.timeOrigin + performance.now() - sentAt);
+    });
+    const sample = await measure(total, async () => {
+      const start = performance.now();
+      const sends: Promise<void>[] = [];
+      for (let i = 0; i < total; i += 1) {
+        const due = start + i;
+        const wait = due - performance.now();
+        if (wait > 1) await new Promise((r) => setTimeout(r, wait));
+        sends.push(adapter.publish(queue, () => body(i), 1, 1));
+      }
+      await Promise.all(sends);
+      await consumed;
+    });
+    if (latencies.length !== total) throw new Error(`${adapter.name}: latency run received ${latencies.length} of ${total}`);
+    latencies.sort((a, b) => a - b);
+    const pick = (q: number): number => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? NaN;
+    return { ...sample, p50Ms: pick(0.5), p99Ms: pick(0.99) };
+  });
+}
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 === 1 ? (s[m] ?? NaN) : ((s[m - 1] ?? NaN) + (s[m] ?? NaN)) / 2;
+};
+
+async function main(): Promise<void> {
+  const results = new Map<string, Map<Scenario, Sample[]>>();
+  const record = (client: string, scenario: Scenario, s: Sample): void => {
+    const byScenario = results.get(client) ?? new Map<Scenario, Sample[]>();
+    results.set(client, byScenario);
+    byScenario.set(scenario, [...(byScenario.get(scenario) ?? []), s]);
+  };
+  console.log(`warren bench: ${N} × 1 KiB persistent messages, window ${WINDOW}, prefetch ${PREFETCH}, ${ROUNDS} rounds, clients: ${clients.join(', ')}`);
+  for (let round = 1; round <= ROUNDS; round += 1) {
+    for (const client of clients) {
+      const adapter = await factories[client]!(url);
+      try {
+        const [pc, cc] = await publishThenConsume(adapter, false);
+        record(client, 'publish classic', pc);
+        record(client, 'consume classic', cc);
+        const [pq, cq] = await publishThenConsume(adapter, true);
+        record(client, 'publish quorum', pq);
+        record(client, 'consume quorum', cq);
+        record(client, 'latency @1000/s', await latency(adapter));
+      } finally {
+        await adapter.close();
+      }
+      process.stdout.write(`round ${round}: ${client} done\n`);
+    }
+  }
+
+  const scenarios: Scenario[] = ['publish classic', 'consume classic', 'publish quorum', 'consume quorum', 'latency @1000/s'];
+  const table: Record<string, unknown>[] = [];
+  const json: Record<string, unknown> = {
+    date: new Date().toISOString(),
+    machine: { cpus: os.cpus().length, cpu: os.cpus()[0]?.model, memoryGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version },
+    messages: N,
+    rounds: ROUNDS,
+    results: {},
+  };
+  for (const scenario of scenarios) {
+    const base = results.get('amqplib')?.get(scenario);
+    const baseRate = base !== undefined ? median(base.map((s) => s.msgsPerSec)) : NaN;
+    const baseCpu = base !== undefined ? median(base.map((s) => s.cpuUsPerMsg)) : NaN;
+    for (const client of clients) {
+      const samples = results.get(client)?.get(scenario) ?? [];
+      const rate = median(samples.map((s) => s.msgsPerSec));
+      const cpu = median(samples.map((s) => s.cpuUsPerMsg));
+      const row: Record<string, unknown> = {
+        scenario,
+        client,
+        'msg/s': Math.round(rate),
+        '× amqplib': scenario.startsWith('latency') ? '' : (rate / baseRate).toFixed(2),
+        'CPU µs/msg': cpu.toFixed(1),
+        'CPU × amqplib': (cpu / baseCpu).toFixed(2),
+        'peak RSS MB': Math.round(Math.max(...samples.map((s) => s.peakRssMb))),
+      };
+      if (scenario.startsWith('latency')) {
+        row['p50 ms'] = median(samples.map((s) => s.p50Ms ?? NaN)).toFixed(2);
+        row['p99 ms'] = median(samples.map((s) => s.p99Ms ?? NaN)).toFixed(2);
+      }
+      table.push(row);
+      (json['results'] as Record<string, unknown>)[`${scenario} / ${client}`] = { ...row, samples };
+    }
+  }
+  console.table(table);
+  mkdirSync('bench/results', { recursive: true });
+  writeFileSync('bench/results/latest.json', JSON.stringify(json, null, 2) + '\n');
+  console.log('written: bench/results/latest.json');
+}
+
+await main();
