@@ -51,7 +51,10 @@ console.log('consumer   handled  to dead-letter queue');
 console.log(`billing    ${String(ours(charged).length).padStart(7)}  ${ours(refused).length} (billing.orders.dlq: ${ours(refused).join(', ')})`);
 console.log(`shipping   ${String(ours(shipped).length).padStart(7)}  ${ours(unshippable).length} (shipping.orders.dlq: ${ours(unshippable).join(', ')})`);
 // What an operator sees when looking into the dead-letter queue (this run's letters only).
-const orderIdOf = (body: unknown): string => String((body as { orderId?: unknown } | null)?.orderId ?? '');
+const orderIdOf = (body: unknown): string => {
+  const id = (body as { orderId?: unknown } | null)?.orderId;
+  return typeof id === 'string' ? id : '';
+};
 for (const d of await warren.peekDeadLetters('billing.orders', 1000)) {
   if (ours([orderIdOf(d.body)]).length === 0) continue;
   console.log(`billing.orders.dlq: ${orderIdOf(d.body)} — ${d.reason}: ${d.errorMessage} (attempts: ${d.attempts})`);

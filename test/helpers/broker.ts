@@ -27,7 +27,11 @@ export async function withRawChannel<T>(fn: (ch: Channel, conn: ChannelModel) =>
   }
 }
 
-/** Exact counts from queue.declare-ok (the management API's figures lag by seconds). */
+/**
+ * Exact counts from queue.declare-ok. Prefer this to the management API for counts: its figures
+ * come from stats the broker emits every `collect_statistics_interval` (5 s by default), so they
+ * lag by up to ~5 s and are missing entirely on a queue declared a moment ago.
+ */
 export async function queueCounts(queue: string): Promise<{ messages: number; consumers: number }> {
   return withRawChannel(async (ch) => {
     const ok = await ch.checkQueue(queue);
@@ -69,7 +73,33 @@ export async function waitFor<T>(
   }
 }
 
-/** The management HTTP API of the test broker. */
+/** A connection as GET /api/connections lists it (a few of its fields). */
+export interface ManagementConnection {
+  /** The broker's name for it (`127.0.0.1:50000 -> 127.0.0.1:5672`), used to close it. */
+  name: string;
+  user: string;
+  state: string;
+  timeout: number;
+  client_properties: { connection_name?: string };
+}
+
+/** A queue as GET /api/queues/{vhost}/{name} shows it. The counts lag (see queueCounts). */
+export interface ManagementQueue {
+  name: string;
+  arguments: Record<string, unknown>;
+  durable: boolean;
+  type?: string;
+  messages?: number;
+  messages_ready?: number;
+  messages_unacknowledged?: number;
+  consumers?: number;
+}
+
+/**
+ * The management HTTP API of the test broker. fetch() refuses URLs with credentials in them, so
+ * they are taken out of the management URL and sent as a Basic Authorization header instead.
+ * A connection appears in /api/connections a moment after it opens: poll with `waitFor`.
+ */
 export const management = {
   async request(method: string, path: string, body?: unknown): Promise<Response> {
     const u = new URL(brokerUrls().managementUrl);
@@ -88,21 +118,40 @@ export const management = {
     return (await res.json()) as T;
   },
   /** Connections as the management API lists them. */
-  async connections(): Promise<{ name: string; user: string; timeout: number; client_properties: { connection_name?: string } }[]> {
-    return (await this.json('/api/connections')) ?? [];
+  async connections(): Promise<ManagementConnection[]> {
+    return (await this.json<ManagementConnection[]>('/api/connections')) ?? [];
   },
   /** Connections whose client-provided name is `connectionName`. */
-  async connectionsNamed(connectionName: string): Promise<{ name: string; timeout: number }[]> {
+  async connectionsNamed(connectionName: string): Promise<ManagementConnection[]> {
     return (await this.connections()).filter((c) => c.client_properties.connection_name === connectionName);
   },
-  /** Force-closes every connection with this client-provided name (as an operator would); returns how many. */
-  async closeConnectionsNamed(connectionName: string): Promise<number> {
-    const conns = await this.connectionsNamed(connectionName);
-    for (const c of conns) await this.request('DELETE', `/api/connections/${encodeURIComponent(c.name)}`);
+  /** Force-closes (as an operator would) every connection `predicate` picks; returns how many. */
+  async closeConnections(predicate: (c: ManagementConnection) => boolean): Promise<number> {
+    const conns = (await this.connections()).filter(predicate);
+    for (const c of conns) await this.delete(`/api/connections/${encodeURIComponent(c.name)}`);
     return conns.length;
   },
-  async queue(name: string): Promise<{ arguments: Record<string, unknown>; durable: boolean; type?: string } | undefined> {
-    return this.json(`/api/queues/%2F/${encodeURIComponent(name)}`);
+  /** Force-closes every connection with this client-provided name; returns how many. */
+  async closeConnectionsNamed(connectionName: string): Promise<number> {
+    return this.closeConnections((c) => c.client_properties.connection_name === connectionName);
+  },
+  /** A queue in `vhost`, or undefined when there is none. */
+  async queue(name: string, vhost = '/'): Promise<ManagementQueue | undefined> {
+    return this.json(`/api/queues/${encodeURIComponent(vhost)}/${encodeURIComponent(name)}`);
+  },
+  /** Deletes a queue (messages and all); one that is already gone is fine. */
+  async deleteQueue(name: string, vhost = '/'): Promise<void> {
+    await this.delete(`/api/queues/${encodeURIComponent(vhost)}/${encodeURIComponent(name)}`);
+  },
+  /** Deletes an exchange; one that is already gone is fine. */
+  async deleteExchange(name: string, vhost = '/'): Promise<void> {
+    await this.delete(`/api/exchanges/${encodeURIComponent(vhost)}/${encodeURIComponent(name)}`);
+  },
+  /** DELETE that accepts 404 (already gone) and throws on any other failure. */
+  async delete(path: string): Promise<void> {
+    const res = await this.request('DELETE', path);
+    await res.body?.cancel();
+    if (!res.ok && res.status !== 404) throw new Error(`DELETE ${path}: HTTP ${res.status}`);
   },
   async exchange(name: string): Promise<{ type: string; durable: boolean; arguments: Record<string, unknown> } | undefined> {
     return this.json(`/api/exchanges/%2F/${encodeURIComponent(name)}`);
@@ -126,14 +175,19 @@ export const track = {
   },
 };
 
-/** Deletes tracked queues and exchanges; call it in afterEach. */
+/**
+ * Deletes tracked queues and exchanges; call it in afterEach. Tries every one, then throws one
+ * error naming those it could not delete.
+ */
 export async function cleanupTracked(): Promise<void> {
   const queues = [...tracked.queues];
   const exchanges = [...tracked.exchanges];
   tracked.queues.clear();
   tracked.exchanges.clear();
-  for (const q of queues) await management.request('DELETE', `/api/queues/%2F/${encodeURIComponent(q)}`);
-  for (const e of exchanges) await management.request('DELETE', `/api/exchanges/%2F/${encodeURIComponent(e)}`);
+  const failures: string[] = [];
+  for (const q of queues) await management.deleteQueue(q).catch((err: unknown) => failures.push(`queue ${q}: ${String(err)}`));
+  for (const e of exchanges) await management.deleteExchange(e).catch((err: unknown) => failures.push(`exchange ${e}: ${String(err)}`));
+  if (failures.length > 0) throw new Error(`cleanupTracked could not delete ${failures.join('; ')}`);
 }
 
 /** A pino logger whose lines are collected in memory, to assert what warren logs. */

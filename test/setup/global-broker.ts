@@ -19,8 +19,18 @@ declare module 'vitest' {
 const DEFAULT_AMQP = 'amqp://guest:guest@127.0.0.1:5672';
 const DEFAULT_MANAGEMENT = 'http://guest:guest@127.0.0.1:15672';
 
+/** Hides the password; greedy up to the last `@`, so a malformed URL cannot leak part of it. */
 function redact(url: string): string {
-  return url.replace(/\/\/([^:@/]*):[^@/]*@/, '//$1:***@');
+  return url.replace(/\/\/([^:@/]*):.*@/, '//$1:***@');
+}
+
+/** `new URL()`'s own error carries the input (password included) and vitest prints it: say it without. */
+function parseUrl(url: string, name: string): URL {
+  try {
+    return new URL(url);
+  } catch {
+    throw new Error(`${name} is not a valid URL: ${redact(url)}`);
+  }
 }
 
 function portOpen(host: string, port: number, timeoutMs = 1000): Promise<boolean> {
@@ -46,7 +56,8 @@ function managementFor(amqpUrl: string): string {
   return m.toString().replace(/\/$/, '');
 }
 
-async function managementAnswers(url: string): Promise<boolean> {
+/** Why GET /api/overview failed, or undefined when it answered. */
+async function managementProblem(url: string): Promise<'unreachable' | `HTTP ${number}` | undefined> {
   const u = new URL(url);
   const auth = Buffer.from(`${decodeURIComponent(u.username)}:${decodeURIComponent(u.password)}`).toString('base64');
   u.username = '';
@@ -56,9 +67,10 @@ async function managementAnswers(url: string): Promise<boolean> {
       headers: { authorization: `Basic ${auth}` },
       signal: AbortSignal.timeout(3000),
     });
-    return res.ok;
+    await res.body?.cancel();
+    return res.ok ? undefined : `HTTP ${res.status}`;
   } catch {
-    return false;
+    return 'unreachable';
   }
 }
 
@@ -83,34 +95,42 @@ export default async function setup(project: TestProject): Promise<(() => Promis
       managementUrl ??= DEFAULT_MANAGEMENT;
     } else if (await dockerAvailable()) {
       const { RabbitMQContainer } = await import('@testcontainers/rabbitmq');
-      const container = await new RabbitMQContainer('rabbitmq:3.13-management').start();
-      amqpUrl = container.getAmqpUrl();
+      // The module's default 30 s startup timeout is short for a first image pull on a small box.
+      const container = await new RabbitMQContainer('rabbitmq:3.13-management').withStartupTimeout(120_000).start();
+      // getAmqpUrl() carries no credentials; spell out the container's guest:guest so tests that
+      // rewrite the URL's user or password start from the real ones.
+      amqpUrl = `amqp://guest:guest@${container.getHost()}:${container.getMappedPort(5672)}`;
       managementUrl = `http://guest:guest@${container.getHost()}:${container.getMappedPort(15672)}`;
       teardown = async () => {
         await container.stop();
       };
     } else {
       throw new Error(
-        'No RabbitMQ broker found for the tests: nothing answers on 127.0.0.1:5672 and Docker is not available. ' +
-          'Start one with `docker compose up -d` (or install Debian\'s rabbitmq-server), or set AMQP_URL ' +
-          '(and RABBITMQ_MANAGEMENT_URL) to a broker you can use.',
+        'No RabbitMQ broker found: set AMQP_URL (and RABBITMQ_MANAGEMENT_URL), start one with `docker compose up -d`, ' +
+          'or install Docker so the tests can start one with testcontainers. ' +
+          '(Nothing answers on 127.0.0.1:5672 and no container runtime was found; `.ci/run` installs Debian\'s rabbitmq-server.)',
       );
     }
   }
-  const target = new URL(amqpUrl);
-  if (!(await portOpen(target.hostname, Number(target.port || 5672), 3000))) {
+  const target = parseUrl(amqpUrl, 'AMQP_URL');
+  if (managementUrl !== undefined) parseUrl(managementUrl, 'RABBITMQ_MANAGEMENT_URL');
+  if (!(await portOpen(target.hostname.replace(/^\[|\]$/g, ''), Number(target.port || (target.protocol === 'amqps:' ? 5671 : 5672)), 3000))) {
     await teardown?.();
     throw new Error(
       `Nothing answers at AMQP_URL ${redact(amqpUrl)}. Start the broker (e.g. \`docker compose up -d\`) or point AMQP_URL at one.`,
     );
   }
   managementUrl ??= managementFor(amqpUrl);
-  if (!(await managementAnswers(managementUrl))) {
+  const problem = await managementProblem(managementUrl);
+  if (problem !== undefined) {
     await teardown?.();
     throw new Error(
-      `The RabbitMQ management API does not answer at ${redact(managementUrl)}. The integration tests use it to ` +
-        'inspect queues and close connections: run `rabbitmq-plugins enable rabbitmq_management` on the broker, ' +
-        'or set RABBITMQ_MANAGEMENT_URL.',
+      problem === 'unreachable'
+        ? `The RabbitMQ management API does not answer at ${redact(managementUrl)}. The integration tests use it to ` +
+            'inspect queues and close connections: run `rabbitmq-plugins enable rabbitmq_management` on the broker, ' +
+            'or set RABBITMQ_MANAGEMENT_URL.'
+        : `The RabbitMQ management API at ${redact(managementUrl)} refused GET /api/overview (${problem}): ` +
+            'check the user and password in RABBITMQ_MANAGEMENT_URL (the user needs the management or administrator tag).',
     );
   }
   project.provide('amqpUrl', amqpUrl);
