@@ -211,7 +211,10 @@ describe('reconnect', () => {
       expect(disconnects.map((d) => d.role).sort()).toEqual(['consume', 'consume', 'publish', 'publish']);
       for (const d of disconnects.filter((x) => x.role === 'publish')) expect(d.outstanding).toBeGreaterThan(0);
 
-      await waitFor(() => [...confirmed].every((id) => consumed.has(id)), 'every confirmed message to be consumed', { timeoutMs: 20_000 });
+      // On a timeout, the assertions below name the lost ids.
+      await waitFor(() => [...confirmed].every((id) => consumed.has(id)), 'every confirmed message to be consumed', { timeoutMs: 15_000 }).catch(
+        () => undefined,
+      );
       const lost = [...confirmed].filter((id) => !consumed.has(id));
       const unknown = [...consumed.keys()].filter((id) => !published.has(id));
       const duplicates = [...consumed.values()].reduce((sum, n) => sum + n - 1, 0);
