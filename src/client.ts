@@ -138,6 +138,8 @@ export class Warren extends TypedEmitter<WarrenEvents> {
   #consumeConnStart: Promise<void> | undefined;
   readonly #publisher: Publisher;
   readonly #consumers = new Set<ConsumerRuntime>();
+  /** Names of consumers running or being started: held across the awaits in consume(). */
+  readonly #consumerNames = new Set<string>();
   #closePromise: Promise<void> | undefined;
 
   /** @internal Use `connect()`. */
@@ -241,29 +243,33 @@ export class Warren extends TypedEmitter<WarrenEvents> {
    */
   async consume<M extends MessageContract, A extends AckMode>(consumer: Consumer<M, A>): Promise<ConsumerHandle> {
     if (this.#closePromise !== undefined) throw new ClosedError(`Cannot start consumer '${consumer.name}': warren is closing.`);
-    for (const c of this.#consumers) {
-      if (c.name === consumer.name) {
-        throw new ConfigError(`consumer '${consumer.name}'`, [`name: a consumer named '${consumer.name}' is already running; give each a unique name`]);
-      }
+    if (this.#consumerNames.has(consumer.name)) {
+      throw new ConfigError(`consumer '${consumer.name}'`, [`name: a consumer named '${consumer.name}' is already running; give each a unique name`]);
     }
-    const conn = await this.#consumeConnection();
-    const runtime = new ConsumerRuntime(consumer, {
-      connection: conn,
-      publisher: this.#publisher,
-      defaultRetry: this.#settings.retry,
-      declare: this.#declare,
-      logger: this.#root,
-      onEvent: (e) => this.emit('consumer', e),
-      onStopped: (r) => this.#consumers.delete(r),
-    });
-    this.#consumers.add(runtime);
+    this.#consumerNames.add(consumer.name);
+    let runtime: ConsumerRuntime | undefined;
     try {
+      const conn = await this.#consumeConnection();
+      runtime = new ConsumerRuntime(consumer, {
+        connection: conn,
+        publisher: this.#publisher,
+        defaultRetry: this.#settings.retry,
+        declare: this.#declare,
+        logger: this.#root,
+        onEvent: (e) => this.emit('consumer', e),
+        onStopped: (r) => {
+          this.#consumers.delete(r);
+          this.#consumerNames.delete(r.name);
+        },
+      });
+      this.#consumers.add(runtime);
       await runtime.start();
+      return runtime;
     } catch (err) {
-      this.#consumers.delete(runtime);
+      if (runtime !== undefined) this.#consumers.delete(runtime);
+      this.#consumerNames.delete(consumer.name);
       throw err;
     }
-    return runtime;
   }
 
   /** The consume connection is opened on the first `consume()`, so a service that only publishes holds one connection. */

@@ -125,11 +125,16 @@ export class ConsumerRuntime implements ConsumerHandle {
         'queue has no dead-letter exchange in the topology: messages that fail validation (or throw, with onError dead-letter) will be discarded by the broker. Set deadLetter: true on the queue to keep them.',
       );
     }
-    const conn = await this.#deps.connection.whenOpen();
     try {
-      await this.#attach(conn, false);
+      await this.#attach(await this.#deps.connection.whenOpen(), false);
     } catch (err) {
+      // The caller is told it failed: nothing may go on trying (and consuming) behind its back.
+      this.#stopping = true;
       this.#deps.connection.off('open', this.#onOpen);
+      if (this.#retryTimer !== undefined) clearTimeout(this.#retryTimer);
+      const ch = this.#channel;
+      this.#channel = undefined;
+      if (ch !== undefined) await ch.close().catch(() => undefined);
       throw err;
     }
   }

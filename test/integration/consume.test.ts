@@ -1,6 +1,16 @@
+import type { GetMessage } from 'amqplib';
 import { afterEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { defineConsumer, defineMessage, type ConsumerContext, type ConsumerEvent, type WarrenError } from '../../src/index.js';
+import {
+  ConfigError,
+  ConsumeError,
+  defineConsumer,
+  defineMessage,
+  WarrenHeader,
+  type ConsumerContext,
+  type ConsumerEvent,
+  type Warren,
+} from '../../src/index.js';
 import { cleanupTracked, drainQueue, queueCounts, track, uniqueName, waitFor, withRawChannel } from '../helpers/broker.js';
 import { closeClients, gate, openClient, pingSetup } from '../helpers/warren.js';
 
@@ -9,30 +19,40 @@ afterEach(async () => {
   await cleanupTracked();
 });
 
-const ids = (msgs: { content: Buffer }[]): string[] => msgs.map((m) => (JSON.parse(m.content.toString()) as { id: string }).id);
+const ids = (msgs: GetMessage[]): string[] => msgs.map((m) => (JSON.parse(m.content.toString()) as { id: string }).id);
+const reasons = (msgs: GetMessage[]): unknown[] => msgs.map((m) => (m.properties.headers as Record<string, unknown> | undefined)?.[WarrenHeader.reason]);
+
+/** Every `consumer` event the client emits, in order. */
+function consumerEvents(warren: Warren): ConsumerEvent[] {
+  const events: ConsumerEvent[] = [];
+  warren.on('consumer', (e) => events.push(e));
+  return events;
+}
 
 describe('consume()', () => {
-  it('auto mode: hands the typed payload and context to the handler, acks on resolve', async () => {
+  it('auto mode: hands the typed payload and the context to the handler, acks when it resolves', async () => {
     expect.hasAssertions();
     const s = pingSetup();
     const warren = await openClient({ topology: s.topology });
-    const seen: { id: string; ctx: ConsumerContext }[] = [];
-    const events: ConsumerEvent[] = [];
-    warren.on('consumer', (e) => events.push(e));
-    await warren.consume(defineConsumer({ queue: s.queue, message: s.message, handle: (p, ctx) => void seen.push({ id: p.id, ctx }) }));
+    const events = consumerEvents(warren);
+    const seen: { payload: { id: string; n: number }; ctx: ConsumerContext }[] = [];
+    await warren.consume(defineConsumer({ queue: s.queue, message: s.message, handle: (payload, ctx) => void seen.push({ payload, ctx }) }));
     const { messageId } = await warren.publish(s.message, { id: 'a', n: 1 }, { correlationId: 'c-1', headers: { h: 'v' } });
     await waitFor(() => seen.length === 1, 'the handler to run');
-    const ctx = seen[0]!.ctx;
-    expect(ctx).toMatchObject({ messageId, correlationId: 'c-1', redelivered: false, exchange: s.exchange, routingKey: 'ping.one', deliveryCount: undefined });
+    const { payload, ctx } = seen[0]!;
+    expect(payload).toEqual({ id: 'a', n: 1 });
+    expect(ctx).toMatchObject({ messageId, correlationId: 'c-1', redelivered: false, exchange: s.exchange, routingKey: 'ping.one', attempt: 1, deliveryCount: undefined });
     expect(ctx.headers).toMatchObject({ h: 'v' });
     expect(ctx.timestamp).toBeInstanceOf(Date);
     expect(typeof ctx.log.info).toBe('function');
-    expect(events).toContainEqual(expect.objectContaining({ type: 'attached', queue: s.queue }));
+    const consumerTag = warren.health().consumers[0]?.consumerTag;
+    expect(events).toEqual([{ type: 'attached', consumer: s.queue, queue: s.queue, consumerTag }]);
     await warren.close();
+    // Had the message not been acked, closing the channel would have put it back.
     expect(await queueCounts(s.queue)).toEqual({ messages: 0, consumers: 0 });
   });
 
-  it('dead-letters a message whose handler throws (default onError) and keeps consuming', async () => {
+  it('dead-letters a message whose handler throws (default onError) once, and keeps consuming', async () => {
     expect.hasAssertions();
     const s = pingSetup({ deadLetter: true });
     const warren = await openClient({ topology: s.topology });
@@ -42,16 +62,20 @@ describe('consume()', () => {
         queue: s.queue,
         message: s.message,
         handle: (p) => {
-          if (p.id === 'poison') throw new Error('cannot handle');
           handled.push(p.id);
+          if (p.id === 'poison') throw new Error('cannot handle');
         },
       }),
     );
     for (const id of ['a', 'poison', 'b']) await warren.publish(s.message, { id, n: 0 });
-    await waitFor(() => handled.length === 2, 'the healthy messages');
-    await waitFor(async () => (await queueCounts(s.dlq)).messages === 1, 'the poison message in the DLQ');
-    expect(handled).toEqual(['a', 'b']);
-    expect(ids(await drainQueue(s.dlq))).toEqual(['poison']);
+    // concurrency 1: 'b' starts only after 'poison' was settled (its dead letter confirmed).
+    await waitFor(() => handled.includes('b'), 'the message after the poison one');
+    await warren.close();
+    expect(handled).toEqual(['a', 'poison', 'b']);
+    expect(await queueCounts(s.queue)).toEqual({ messages: 0, consumers: 0 });
+    const dead = await drainQueue(s.dlq);
+    expect(ids(dead)).toEqual(['poison']);
+    expect(reasons(dead)).toEqual(['handler-failed']);
   });
 
   it("onError 'requeue' redelivers; success on the second try ends acked", async () => {
@@ -74,7 +98,7 @@ describe('consume()', () => {
     await waitFor(() => deliveries.length === 2, 'the redelivery');
     await warren.close();
     expect(deliveries).toEqual([false, true]);
-    expect((await queueCounts(s.queue)).messages).toBe(0);
+    expect(await queueCounts(s.queue)).toEqual({ messages: 0, consumers: 0 });
     expect((await queueCounts(s.dlq)).messages).toBe(0);
   });
 
@@ -83,6 +107,7 @@ describe('consume()', () => {
     const s = pingSetup({ deadLetter: true });
     const warren = await openClient({ topology: s.topology });
     const handled: string[] = [];
+    // onError 'requeue' on purpose: invalid input must not be requeued even then.
     await warren.consume(defineConsumer({ queue: s.queue, message: s.message, onError: 'requeue', handle: (p) => void handled.push(p.id) }));
     await withRawChannel(async (ch) => {
       ch.sendToQueue(s.queue, Buffer.from('{not json'), { contentType: 'application/json', messageId: 'not-json' });
@@ -92,17 +117,24 @@ describe('consume()', () => {
       await ch.checkQueue(s.queue); // a round trip: the sends above reached the broker
     });
     await waitFor(() => handled.length === 1, 'the valid message');
-    await waitFor(async () => (await queueCounts(s.dlq)).messages === 3, 'three invalid messages in the DLQ');
+    // concurrency 1 and in order: the three invalid ones were settled before 'good' was handled.
+    expect((await queueCounts(s.dlq)).messages).toBe(3);
     expect(handled).toEqual(['good']);
-    expect((await drainQueue(s.dlq)).map((m) => m.properties.messageId).sort()).toEqual(['bad-schema', 'not-json', 'wrong-type']);
     expect(warren.health().consumers[0]).toMatchObject({ attached: true });
+    const dead = await drainQueue(s.dlq);
+    expect(dead.map((m) => m.properties.messageId as unknown).sort()).toEqual(['bad-schema', 'not-json', 'wrong-type']);
+    expect(reasons(dead)).toEqual(['invalid', 'invalid', 'invalid']);
+    await warren.close();
+    expect((await queueCounts(s.queue)).messages).toBe(0);
   });
 
   it('manual mode: ack, nack with requeue, reject; a second ack is ignored and the channel survives', async () => {
     expect.hasAssertions();
     const s = pingSetup({ deadLetter: true });
     const warren = await openClient({ topology: s.topology });
+    const events = consumerEvents(warren);
     const calls: string[] = [];
+    for (const id of ['twice', 'requeue', 'reject', 'last']) await warren.publish(s.message, { id, n: 0 });
     await warren.consume(
       defineConsumer({
         queue: s.queue,
@@ -119,11 +151,14 @@ describe('consume()', () => {
         },
       }),
     );
-    for (const id of ['twice', 'requeue', 'reject', 'last']) await warren.publish(s.message, { id, n: 0 });
     await waitFor(() => calls.includes('last') && calls.includes('requeue*'), 'every message handled');
     await waitFor(async () => (await queueCounts(s.dlq)).messages === 1, 'the rejected message in the DLQ');
+    // A second ack reaching the broker would close the channel (406): the consumer would detach,
+    // re-attach, and the broker would redeliver the messages prefetched on the old channel.
+    expect(events.map((e) => e.type)).toEqual(['attached']);
+    expect(warren.health().consumers[0]).toMatchObject({ attached: true, consumerTag: events[0]?.type === 'attached' ? events[0].consumerTag : 'none' });
+    expect([...calls].sort()).toEqual(['last', 'reject', 'requeue', 'requeue*', 'twice']);
     expect(ids(await drainQueue(s.dlq))).toEqual(['reject']);
-    expect(warren.health().consumers[0]?.attached).toBe(true);
     await warren.close();
     expect((await queueCounts(s.queue)).messages).toBe(0);
   });
@@ -147,44 +182,59 @@ describe('consume()', () => {
     for (const n of [1, 2, 3]) await warren.publish(s.message, { id: `m${n}`, n });
     await waitFor(() => calls === 3, 'three deliveries');
     await warren.close();
+    expect(calls).toBe(3);
     expect((await queueCounts(s.queue)).messages).toBe(0);
     expect((await queueCounts(s.dlq)).messages).toBe(0);
   });
 
-  it('prefetch bounds the messages taken; concurrency bounds the handlers running', async () => {
+  /**
+   * Queues 20 messages, consumes them with a handler held on a gate, and waits until the handlers
+   * are running and the prefetch is taken; then opens the gate and waits for all 20.
+   */
+  async function holdAndRelease(prefetch: number, concurrency: number) {
+    const s = pingSetup();
+    const warren = await openClient({ topology: s.topology });
+    const release = gate();
+    const stats = { running: 0, maxRunning: 0, done: 0 };
+    await Promise.all(Array.from({ length: 20 }, (_, n) => warren.publish(s.message, { id: `m${n}`, n })));
+    await warren.consume(
+      defineConsumer({
+        queue: s.queue,
+        message: s.message,
+        prefetch,
+        concurrency,
+        handle: async () => {
+          stats.running += 1;
+          stats.maxRunning = Math.max(stats.maxRunning, stats.running);
+          await release.promise;
+          stats.running -= 1;
+          stats.done += 1;
+        },
+      }),
+    );
+    await waitFor(() => stats.running === concurrency, `${concurrency} handlers running`);
+    await waitFor(async () => (await queueCounts(s.queue)).messages === 20 - prefetch, `${prefetch} messages taken from the queue`);
+    const whileHeld = { running: stats.running, inFlight: warren.health().consumers[0]?.inFlight };
+    release.open();
+    await waitFor(() => stats.done === 20, 'all 20 handled');
+    await warren.close();
+    return { whileHeld, maxRunning: stats.maxRunning, afterClose: await queueCounts(s.queue) };
+  }
+
+  it('prefetch 5: five handlers run, fifteen messages stay ready, all 20 are handled once released', async () => {
     expect.hasAssertions();
-    for (const [prefetch, concurrency] of [
-      [5, 5],
-      [10, 3],
-    ] as const) {
-      const s = pingSetup();
-      const warren = await openClient({ topology: s.topology });
-      const release = gate();
-      let running = 0;
-      let maxRunning = 0;
-      let done = 0;
-      await Promise.all(Array.from({ length: 20 }, (_, n) => warren.publish(s.message, { id: `m${n}`, n })));
-      await warren.consume(
-        defineConsumer({
-          queue: s.queue,
-          message: s.message,
-          prefetch,
-          concurrency,
-          handle: async () => {
-            running += 1;
-            maxRunning = Math.max(maxRunning, running);
-            await release.promise;
-            running -= 1;
-            done += 1;
-          },
-        }),
-      );
-      await waitFor(() => running === concurrency, `${concurrency} handlers running`);
-      await waitFor(async () => (await queueCounts(s.queue)).messages === 20 - prefetch, `${prefetch} messages prefetched`);
-      release.open();
-      await waitFor(() => done === 20, 'all 20 handled');
-      expect(maxRunning).toBe(concurrency);
-    }
+    const r = await holdAndRelease(5, 5);
+    expect(r.whileHeld).toEqual({ running: 5, inFlight: 5 });
+    expect(r.maxRunning).toBe(5);
+    expect(r.afterClose).toEqual({ messages: 0, consumers: 0 });
+  });
+
+  it('concurrency 3 with prefetch 10: never more than three handlers at once', async () => {
+    expect.hasAssertions();
+    const r = await holdAndRelease(10, 3);
+    expect(r.whileHeld).toEqual({ running: 3, inFlight: 3 });
+    expect(r.maxRunning).toBe(3);
+    expect(r.afterClose).toEqual({ messages: 0, consumers: 0 });
   });
 
   it('reports the delivery count on a quorum queue', async () => {
@@ -214,6 +264,7 @@ describe('consume()', () => {
     const s = pingSetup();
     const warren = await openClient({ topology: s.topology });
     const release = gate();
+    const started: string[] = [];
     const finished: string[] = [];
     await Promise.all(Array.from({ length: 5 }, (_, n) => warren.publish(s.message, { id: `m${n}`, n })));
     const handle = await warren.consume(
@@ -222,6 +273,7 @@ describe('consume()', () => {
         message: s.message,
         prefetch: 5,
         handle: async (p) => {
+          started.push(p.id);
           await release.promise;
           finished.push(p.id);
         },
@@ -230,29 +282,88 @@ describe('consume()', () => {
     await waitFor(async () => (await queueCounts(s.queue)).messages === 0, 'all five prefetched');
     let stopped = false;
     const stopping = handle.stop().then(() => (stopped = true));
-    await waitFor(async () => (await queueCounts(s.queue)).consumers === 0, 'the consumer cancelled');
-    expect(stopped).toBe(false); // still waiting for the running handler
+    // The four that never started are back in the queue while the first handler still runs.
+    await waitFor(async () => {
+      const c = await queueCounts(s.queue);
+      return c.consumers === 0 && c.messages === 4;
+    }, 'the consumer cancelled and four messages returned');
+    expect(stopped).toBe(false);
     release.open();
     await stopping;
+    expect(started).toEqual(['m0']);
     expect(finished).toEqual(['m0']);
+    // m0 was acked before the channel closed: closing would otherwise have requeued it (5).
     expect(await queueCounts(s.queue)).toEqual({ messages: 4, consumers: 0 });
     expect(warren.health().consumers).toEqual([]);
     await warren.publish(s.message, { id: 'after', n: 9 });
-    expect((await queueCounts(s.queue)).messages).toBe(5);
+    expect(await queueCounts(s.queue)).toEqual({ messages: 5, consumers: 0 });
+    expect(started).toEqual(['m0']);
   });
 
-  it('rejects consume() of a missing queue with CONSUME_FAILED, and a duplicate consumer name with CONFIG_INVALID', async () => {
+  it('rejects consume() of a missing queue with ConsumeError CONSUME_FAILED; the client goes on consuming', async () => {
     expect.hasAssertions();
     const s = pingSetup();
     const warren = await openClient({ topology: s.topology });
-    const missing = uniqueName('missing');
+    const missing = track.queue(uniqueName('missing'));
     const Missing = defineMessage({ name: 'm', exchange: '', routingKey: missing, schema: z.object({}) });
-    const err = await warren.consume(defineConsumer({ queue: missing, message: Missing, handle: () => undefined })).catch((e: unknown) => e as WarrenError);
+    const err = await warren.consume(defineConsumer({ queue: missing, message: Missing, handle: () => undefined })).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ConsumeError);
     expect(err).toMatchObject({ code: 'CONSUME_FAILED' });
-    const c = defineConsumer({ queue: s.queue, message: s.message, handle: () => undefined });
-    await warren.consume(c);
-    expect(await warren.consume(c).catch((e: unknown) => (e as WarrenError).code)).toBe('CONFIG_INVALID');
+    expect(warren.health().consumers).toEqual([]);
+    const handled: string[] = [];
+    await warren.consume(defineConsumer({ queue: s.queue, message: s.message, handle: (p) => void handled.push(p.id) }));
+    await warren.publish(s.message, { id: 'ok', n: 1 });
+    await waitFor(() => handled.length === 1, 'a message on the existing queue');
+    expect(handled).toEqual(['ok']);
+  });
+
+  it('a consume() that rejected leaves no consumer behind: a queue created later is not consumed', async () => {
+    expect.hasAssertions();
+    const warren = await openClient();
+    const events = consumerEvents(warren);
+    const missing = track.queue(uniqueName('missing'));
+    const Missing = defineMessage({ name: 'm', exchange: '', routingKey: missing, schema: z.object({ id: z.string() }) });
+    const handled: string[] = [];
+    const err = await warren.consume(defineConsumer({ queue: missing, message: Missing, handle: (p) => void handled.push(p.id) })).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'CONSUME_FAILED' });
+    await withRawChannel(async (ch) => {
+      await ch.assertQueue(missing);
+      ch.sendToQueue(missing, Buffer.from('{"id":"late"}'), { contentType: 'application/json' });
+      await ch.checkQueue(missing);
+    });
+    // A consumer still retrying in the background would attach within its first backoff
+    // (at most 100 ms); watching ten times as long shows there is none.
+    const appeared = await waitFor(async () => events.length > 0 || handled.length > 0 || (await queueCounts(missing)).consumers > 0, 'a consumer on the late queue', {
+      timeoutMs: 1000,
+    }).then(
+      () => true,
+      () => false,
+    );
+    expect({ appeared, events, handled }).toEqual({ appeared: false, events: [], handled: [] });
+    expect(await queueCounts(missing)).toEqual({ messages: 1, consumers: 0 });
+  });
+
+  it('rejects a second consumer with a name already running with ConfigError CONFIG_INVALID', async () => {
+    expect.hasAssertions();
+    const s = pingSetup();
+    const warren = await openClient({ topology: s.topology });
+    await warren.consume(defineConsumer({ name: 'billing', queue: s.queue, message: s.message, handle: () => undefined }));
+    const err = await warren.consume(defineConsumer({ name: 'billing', queue: s.queue, message: s.message, handle: () => undefined })).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ConfigError);
+    expect(err).toMatchObject({ code: 'CONFIG_INVALID' });
     expect(warren.health().consumers).toHaveLength(1);
-    track.queue(missing);
+    expect((await queueCounts(s.queue)).consumers).toBe(1);
+  });
+
+  it('rejects the duplicate name also when both consume() calls are made at once', async () => {
+    expect.hasAssertions();
+    const s = pingSetup();
+    const warren = await openClient({ topology: s.topology });
+    const define = () => defineConsumer({ name: 'billing', queue: s.queue, message: s.message, handle: () => undefined });
+    const results = await Promise.allSettled([warren.consume(define()), warren.consume(define())]);
+    const outcomes = results.map((r) => (r.status === 'fulfilled' ? 'attached' : (r.reason as { code?: unknown }).code));
+    expect(outcomes.sort()).toEqual(['CONFIG_INVALID', 'attached']);
+    expect(warren.health().consumers).toHaveLength(1);
+    expect((await queueCounts(s.queue)).consumers).toBe(1);
   });
 });
