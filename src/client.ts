@@ -46,8 +46,8 @@ const optionsSchema = z.strictObject({
     .strictObject({
       maxInFlight: z.number().int().min(1).default(1000),
       timeout: durationMs.default(30_000),
-      maxBufferedMessages: z.number().int().min(0).default(50_000),
-      maxBufferedBytes: z.number().int().min(0).default(128 * MiB),
+      maxBufferedMessages: z.number().int().min(1).default(50_000),
+      maxBufferedBytes: z.number().int().min(1).default(128 * MiB),
       maxMessageBytes: z.number().int().min(1).default(16 * MiB),
     })
     .prefault({}),
@@ -187,7 +187,7 @@ export class Warren extends TypedEmitter<WarrenEvents> {
       backoff: { initialDelayMs: s.reconnect.initialDelay, maxDelayMs: s.reconnect.maxDelay, factor: s.reconnect.factor },
       logger: this.#root,
       socketOptions: this.#socketOptions,
-      setup: (conn, ctx) => this.#setup(conn, ctx.initial),
+      setup: (conn, ctx) => this.#setup(conn, ctx.initial, role),
     });
     m.on('state', (state, previous) => this.emit('state', { role, state, previous }));
     m.on('open', (_c, url) => this.emit('connected', { role, url }));
@@ -199,9 +199,10 @@ export class Warren extends TypedEmitter<WarrenEvents> {
   }
 
   /** Asserts the topology on a new connection. On a reconnect a mismatch is reported, not retried in a loop. */
-  async #setup(conn: ChannelModel, initial: boolean): Promise<void> {
+  async #setup(conn: ChannelModel, initial: boolean, role: ConnectionRole): Promise<void> {
     try {
-      await assertTopology(conn, this.#declare);
+      // An exclusive queue belongs to the connection that declares it: only the consume connection may.
+      await assertTopology(conn, this.#declare, { exclusiveQueues: role === 'consume' });
     } catch (err) {
       if (!initial && (err instanceof TopologyMismatchError || err instanceof TopologyError)) {
         this.#log.error({ err, code: err.code }, 'topology assertion failed after reconnect; carrying on with what the broker has');
@@ -277,10 +278,17 @@ export class Warren extends TypedEmitter<WarrenEvents> {
     if (this.#consumeConn === undefined) {
       const m = this.#connectionManager('consume');
       this.#consumeConn = m;
-      this.#consumeConnStart = m.start();
+      this.#consumeConnStart = m.start().catch(async (err: unknown) => {
+        // Forget a first attempt that failed, so the next consume() tries afresh.
+        this.#consumeConn = undefined;
+        this.#consumeConnStart = undefined;
+        await m.close();
+        throw err;
+      });
     }
+    const m = this.#consumeConn;
     await this.#consumeConnStart;
-    return this.#consumeConn;
+    return m;
   }
 
   /**

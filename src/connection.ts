@@ -57,6 +57,29 @@ export interface ConnectionManagerOptions {
 const VERSION = '0.1.0';
 
 /**
+ * How long to wait for the broker's CloseOk. amqplib's close() settles only on it, and a broker
+ * that is partitioned away, or blocking this connection for an alarm, may never send it.
+ */
+export const CLOSE_WAIT_MS = 5000;
+
+/**
+ * Closes a channel or connection and resolves when it has closed: on its 'close' event (which
+ * comes even when the socket dies first), when close() settles, or after `ms`, whichever is first.
+ */
+export function closeWithin(target: { close(): Promise<void>; once(event: 'close', listener: () => void): unknown }, ms: number): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    timer.unref();
+    target.once('close', () => (clearTimeout(timer), resolve()));
+    const closing = target.close();
+    closing.then(
+      () => (clearTimeout(timer), resolve()),
+      () => (clearTimeout(timer), resolve()),
+    );
+  });
+}
+
+/**
  * One AMQP connection that comes back: a state machine over connecting / open / blocked /
  * closing / closed. Every state change goes through `#setState`. warren keeps two, one to
  * publish and one to consume, so a blocked publisher cannot stall acks.
@@ -139,9 +162,7 @@ export class ConnectionManager extends TypedEmitter<ConnectionEvents> {
     const conn = this.#connection;
     this.#connection = undefined;
     if (conn !== undefined) {
-      await conn.close().catch((err: unknown) => {
-        this.#log.debug({ err: this.#clean(err) }, 'error while closing connection (ignored)');
-      });
+      await closeWithin(conn, CLOSE_WAIT_MS);
     }
     this.#setState('closed');
   }
@@ -171,8 +192,7 @@ export class ConnectionManager extends TypedEmitter<ConnectionEvents> {
       const url = this.#opts.urls[this.#urlIndex] ?? '';
       const shownUrl = redactUrl(url);
       try {
-        await this.#attempt(url, initial);
-        this.#currentUrl = shownUrl;
+        await this.#attempt(url, shownUrl, initial);
         if (attempt > 0 || !initial) {
           this.#log.info({ url: shownUrl, attempts: attempt + 1, downMs: Date.now() - started }, 'connection re-established');
         } else {
@@ -204,7 +224,7 @@ export class ConnectionManager extends TypedEmitter<ConnectionEvents> {
     }
   }
 
-  async #attempt(url: string, initial: boolean): Promise<void> {
+  async #attempt(url: string, shownUrl: string, initial: boolean): Promise<void> {
     const target = new URL(url);
     if (!target.searchParams.has('heartbeat')) target.searchParams.set('heartbeat', String(this.#opts.heartbeatSeconds));
     const conn = await amqp.connect(target.toString(), {
@@ -238,6 +258,7 @@ export class ConnectionManager extends TypedEmitter<ConnectionEvents> {
     } finally {
       conn.off('close', onSetupClose);
     }
+    this.#currentUrl = shownUrl;
     this.#adopt(conn);
   }
 

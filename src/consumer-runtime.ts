@@ -1,3 +1,4 @@
+import { closeWithin, CLOSE_WAIT_MS } from './connection.js';
 import type { Channel, ChannelModel, ConsumeMessage } from 'amqplib';
 import { toMs } from './duration.js';
 import { backoffDelay, defaultBackoff } from './backoff.js';
@@ -134,7 +135,7 @@ export class ConsumerRuntime implements ConsumerHandle {
       if (this.#retryTimer !== undefined) clearTimeout(this.#retryTimer);
       const ch = this.#channel;
       this.#channel = undefined;
-      if (ch !== undefined) await ch.close().catch(() => undefined);
+      if (ch !== undefined) await closeWithin(ch, CLOSE_WAIT_MS);
       throw err;
     }
   }
@@ -166,7 +167,7 @@ export class ConsumerRuntime implements ConsumerHandle {
       const ch = this.#channel ?? (await this.#openChannel(conn));
       let reply;
       try {
-        reply = await ch.consume(this.#def.queue, (msg) => this.#onMessage(ch, msg), { noAck: this.#def.ackMode === 'none' });
+        reply = await ch.consume(this.#def.queue, (msg) => this.#onMessage(ch, msg), { noAck: false });
       } catch (err) {
         throw this.#consumeError(err);
       }
@@ -262,12 +263,18 @@ export class ConsumerRuntime implements ConsumerHandle {
   async #handle(delivery: Delivery): Promise<void> {
     this.#running += 1;
     try {
+      // ackMode 'none' still consumes with acks, so prefetch bounds what is buffered here and
+      // stop() can give unstarted messages back; each is acked as its handler starts.
+      if (this.#def.ackMode === 'none') await this.#settler.settle(delivery, { type: 'ack' });
       const outcome = await this.#run(delivery);
       const action = decideAction(outcome, this.#rule(delivery.msg), delivery.settled);
       if (action.type === 'requeue' && outcome.kind === 'failed') {
         this.#log.warn({ messageId: delivery.msg.properties.messageId as unknown, err: outcome.error }, 'handler failed; message requeued');
       }
       await this.#settler.settle(delivery, action, outcome.kind === 'handled' ? undefined : outcome.error);
+    } catch (err) {
+      // A bug of ours must not become an unhandled rejection; the unsettled message is redelivered when the channel closes.
+      this.#log.error({ messageId: delivery.msg.properties.messageId as unknown, err: messageOf(err) }, 'internal error while settling a message');
     } finally {
       this.#running -= 1;
       this.#next();
@@ -404,7 +411,7 @@ export class ConsumerRuntime implements ConsumerHandle {
       }
     }
     this.#channel = undefined;
-    if (ch !== undefined) await ch.close().catch(() => undefined);
+    if (ch !== undefined) await closeWithin(ch, CLOSE_WAIT_MS);
     this.#setDetached('stopped');
     this.#consumerTag = undefined;
     this.#log.info('consumer stopped');

@@ -1,3 +1,4 @@
+import { closeWithin, CLOSE_WAIT_MS } from './connection.js';
 import type { Channel, ChannelModel } from 'amqplib';
 import { amqpCode, brokerText, ReplyCode, replyCodeName, TopologyError, TopologyMismatchError, type ArgumentDifference } from './errors.js';
 import type { ManagedEntity, ManagementClient } from './management.js';
@@ -15,10 +16,10 @@ type Step =
   | { kind: 'binding'; queue: DeclaredQueue; exchange: string; routingKey: string; arguments: Readonly<Record<string, unknown>> };
 
 /** Asserts every exchange, queue and binding of the topology on the broker. */
-export async function assertTopology(connection: ChannelModel, target: DeclareTarget): Promise<void> {
+export async function assertTopology(connection: ChannelModel, target: DeclareTarget, options: { exclusiveQueues: boolean }): Promise<void> {
   const { topology } = target;
   const steps: Step[] = topology.exchanges.map((exchange) => ({ kind: 'exchange', exchange }));
-  for (const queue of topology.queues) steps.push(...queueSteps(queue));
+  for (const queue of topology.queues) if (options.exclusiveQueues || !queue.exclusive) steps.push(...queueSteps(queue));
   await runSteps(connection, target, steps);
 }
 
@@ -49,17 +50,28 @@ function queueSteps(queue: DeclaredQueue): Step[] {
   return [{ kind: 'queue', queue }, ...queue.bindings.map((b): Step => ({ kind: 'binding', queue, ...b }))];
 }
 
+/**
+ * Runs every step. A failed step closes the channel (406, 404, …): the rest go on, on a new one,
+ * so one mismatched entity does not keep the others from being declared. The first failure is
+ * thrown at the end.
+ */
 async function runSteps(connection: ChannelModel, target: DeclareTarget, steps: readonly Step[]): Promise<void> {
-  if (steps.length === 0) return;
-  await withChannel(connection, async (ch) => {
-    for (const step of steps) {
-      try {
-        await runStep(ch, step);
-      } catch (err) {
-        throw await explain(err, step, target);
+  let first: Error | undefined;
+  let next = 0;
+  while (next < steps.length) {
+    await withChannel(connection, async (ch) => {
+      while (next < steps.length) {
+        const step = steps[next++] as Step;
+        try {
+          await runStep(ch, step);
+        } catch (err) {
+          first ??= await explain(err, step, target);
+          return; // this channel is closed now
+        }
       }
-    }
-  });
+    });
+  }
+  if (first !== undefined) throw first;
 }
 
 async function runStep(ch: Channel, step: Step): Promise<void> {
@@ -91,7 +103,7 @@ export async function withChannel<T>(connection: ChannelModel, fn: (ch: Channel)
   try {
     return await fn(ch);
   } finally {
-    if (!closed) await ch.close().catch(() => undefined);
+    if (!closed) await closeWithin(ch, CLOSE_WAIT_MS);
   }
 }
 

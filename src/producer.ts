@@ -1,3 +1,4 @@
+import { closeWithin, CLOSE_WAIT_MS } from './connection.js';
 import { randomUUID } from 'node:crypto';
 import type { ChannelModel, ConfirmChannel, Message, Options } from 'amqplib';
 import { backoffDelay, defaultBackoff } from './backoff.js';
@@ -6,6 +7,7 @@ import {
   amqpCode,
   brokerText,
   ClosedError,
+  ConfigError,
   MessageTooLargeError,
   messageOf,
   PublishBufferFullError,
@@ -146,6 +148,7 @@ export class Publisher {
     if (this.#closing) {
       return Promise.reject(new ClosedError(`Cannot publish message ${messageId} ('${contract.name}'): warren is closing.`));
     }
+    checkOptions(options);
     validatePayload(contract, payload);
     const content = encodePayload(contract, payload);
     if (content.length > this.#settings.maxMessageBytes) throw new MessageTooLargeError(contract.name, content.length, this.#settings.maxMessageBytes);
@@ -244,8 +247,9 @@ export class Publisher {
     } catch (err) {
       this.#inFlight.delete(p);
       p.sent = false;
-      if (err instanceof RangeError) {
-        // amqplib refuses e.g. a headers table over its encoding buffer: this message can never be sent.
+      if (err instanceof RangeError || err instanceof TypeError) {
+        // amqplib refuses e.g. a headers table over its encoding buffer, or a header value it cannot
+        // encode (a BigInt, a function): this message can never be sent.
         this.#settle(p, new PublishError(p, `it cannot be encoded (${err.message}); make its headers smaller`, undefined, { cause: err }));
         return true;
       }
@@ -317,7 +321,7 @@ export class Publisher {
       (err: unknown) => {
         this.#opening = false;
         this.#log.warn({ err: messageOf(err) }, 'could not open the publish channel; will retry');
-        this.#scheduleReopen(conn);
+        this.#scheduleReopen();
       },
     );
   }
@@ -344,7 +348,7 @@ export class Publisher {
       this.#requeueFront(lost);
       const byServer = this.#closeError !== undefined;
       this.#channelFailures = byServer ? this.#channelFailures + 1 : 0;
-      if (!this.#closed && conn === this.#conn.connection) this.#scheduleReopen(conn);
+      if (!this.#closed && conn === this.#conn.connection) this.#scheduleReopen();
       this.#checkIdle();
     });
     this.#log.debug('publish channel open');
@@ -353,12 +357,14 @@ export class Publisher {
   }
 
   /** Reopens the channel on the same connection, backing off if the broker keeps closing it. */
-  #scheduleReopen(conn: ChannelModel): void {
+  #scheduleReopen(): void {
     if (this.#reopenTimer !== undefined) return;
     const delay = this.#channelFailures <= 1 ? 0 : backoffDelay(this.#channelFailures - 2, defaultBackoff);
     this.#reopenTimer = setTimeout(() => {
       this.#reopenTimer = undefined;
-      if (conn === this.#conn.connection) this.#openChannel(conn);
+      // The connection may have been replaced meanwhile: open on whichever is current.
+      const current = this.#conn.connection;
+      if (current !== undefined) this.#openChannel(current);
     }, delay);
   }
 
@@ -384,13 +390,20 @@ export class Publisher {
   /** Rejects publishes past their deadline; a waiting one is also dropped from the buffer so it is never sent. */
   #sweep(): void {
     const now = Date.now();
+    let expired = 0;
     for (let i = this.#head; i < this.#waiting.length; i += 1) {
       const p = this.#waiting[i];
       if (p !== undefined && !p.settled && p.deadline <= now) {
         this.#waiting[i] = undefined;
         this.#waitingBytes -= p.content.length;
+        expired += 1;
         this.#settle(p, new PublishTimeoutError(p, p.timeoutMs, p.wasSent));
       }
+    }
+    // Drop the holes now: while disconnected nothing else compacts, and holes count as buffered.
+    if (expired > 0) {
+      this.#waiting = this.#waiting.slice(this.#head).filter((p) => p !== undefined);
+      this.#head = 0;
     }
     for (const p of this.#inFlight) {
       if (!p.settled && p.deadline <= now) this.#settle(p, new PublishTimeoutError(p, p.timeoutMs, true));
@@ -399,7 +412,7 @@ export class Publisher {
       clearInterval(this.#sweepTimer);
       this.#sweepTimer = undefined;
     }
-    this.#checkIdle();
+    this.#pump();
   }
 
   #checkIdle(): void {
@@ -452,8 +465,17 @@ export class Publisher {
     if (this.#reopenTimer !== undefined) clearTimeout(this.#reopenTimer);
     const ch = this.#channel;
     this.#channel = undefined;
-    if (ch !== undefined) await ch.close().catch(() => undefined);
+    if (ch !== undefined) await closeWithin(ch, CLOSE_WAIT_MS);
   }
+}
+
+/** Options the broker would answer by closing the channel (406): refused here, before anything is sent. */
+function checkOptions(o: PublishOptions): void {
+  const problems: string[] = [];
+  if (o.expirationMs !== undefined && !(Number.isInteger(o.expirationMs) && o.expirationMs >= 0)) problems.push('expirationMs: must be a whole number of ms, 0 or more');
+  if (o.priority !== undefined && !(Number.isInteger(o.priority) && o.priority >= 0 && o.priority <= 255)) problems.push('priority: must be a whole number from 0 to 255');
+  if (o.timeoutMs !== undefined && !(Number.isFinite(o.timeoutMs) && o.timeoutMs > 0)) problems.push('timeoutMs: must be a positive number of ms');
+  if (problems.length > 0) throw new ConfigError('publish() options', problems);
 }
 
 /** The exchange a channel-close error says it refused, e.g. "NOT_FOUND - no exchange 'x' in vhost '/'". */

@@ -174,5 +174,10 @@ export class Settler {
 function errorText(error: unknown): string {
   if (error === undefined) return '';
   if (error instanceof Error) return error.message;
-  return typeof error === 'string' ? error : JSON.stringify(error) ?? 'unknown error';
+  if (typeof error === 'string') return error;
+  try {
+    return JSON.stringify(error) ?? 'unknown error';
+  } catch {
+    return 'a non-Error value that cannot be shown (a cycle or a BigInt)';
+  }
 }

@@ -1,6 +1,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { connect, defineTopology, TopologyMismatchError, type WarrenError } from '../../src/index.js';
+import { z } from 'zod';
+import { connect, defineMessage, defineTopology, TopologyMismatchError, type Topology, type WarrenError } from '../../src/index.js';
 import { brokerUrls, cleanupTracked, management, track, uniqueName, waitFor, withRawChannel } from '../helpers/broker.js';
+import { startTcpProxy } from '../helpers/tcp-proxy.js';
 import { closeClients, openClient } from '../helpers/warren.js';
 
 afterEach(async () => {
@@ -8,27 +10,40 @@ afterEach(async () => {
   await cleanupTracked();
 });
 
-async function mismatch(topology: ReturnType<typeof defineTopology>, withManagement: boolean, name = uniqueName('svc')): Promise<TopologyMismatchError> {
-  const started = Date.now();
-  const err = await connect({
-    urls: [brokerUrls().amqpUrl],
-    topology,
-    name,
-    initialConnectTimeout: 20_000,
-    ...(withManagement ? { managementUrl: brokerUrls().managementUrl } : {}),
-  }).catch((e: unknown) => e);
-  expect(err).toBeInstanceOf(TopologyMismatchError);
-  expect((err as WarrenError).code).toBe('TOPOLOGY_MISMATCH');
-  // Rejected at once: a mismatch is not retried in a reconnect loop.
-  expect(Date.now() - started).toBeLessThan(3000);
-  return err as TopologyMismatchError;
+/**
+ * connect() with a topology the broker contradicts: expects a TopologyMismatchError, at once (a
+ * mismatch is not retried until initialConnectTimeout), and no connection left open behind it.
+ * It connects through a TCP proxy whose open-connection count is exact and immediate (the
+ * management API lists a connection only seconds after it opened).
+ */
+async function expectMismatch(topology: Topology, { withManagement }: { withManagement: boolean }): Promise<TopologyMismatchError> {
+  const proxy = await startTcpProxy(brokerUrls().amqpUrl);
+  try {
+    const started = Date.now();
+    const err = await connect({
+      urls: [proxy.url],
+      topology,
+      name: uniqueName('svc'),
+      initialConnectTimeout: 20_000,
+      ...(withManagement ? { managementUrl: brokerUrls().managementUrl } : {}),
+    }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(TopologyMismatchError);
+    expect((err as WarrenError).code).toBe('TOPOLOGY_MISMATCH');
+    expect(Date.now() - started).toBeLessThan(3000);
+    await waitFor(() => proxy.connections === 0, 'no connection left open');
+    return err as TopologyMismatchError;
+  } finally {
+    await proxy.close();
+  }
 }
 
 describe('defineTopology() on the broker', () => {
-  it('declares exchanges of every type, classic/quorum/stream queues with their arguments, bindings and DLQs', async () => {
+  it('declares exchanges of every type, classic/quorum/stream queues with their arguments, bindings and .dlq queues', async () => {
     expect.hasAssertions();
-    const ex = Object.fromEntries((['direct', 'topic', 'fanout', 'headers'] as const).map((type) => [track.exchange(uniqueName(type)), { type }]));
-    const [direct, topic, fanout, headers] = Object.keys(ex) as [string, string, string, string];
+    const direct = track.exchange(uniqueName('direct'));
+    const topic = track.exchange(uniqueName('topic'));
+    const fanout = track.exchange(uniqueName('fanout'));
+    const headers = track.exchange(uniqueName('headers'));
     const classic = track.queue(uniqueName('classic'));
     const quorum = track.queue(uniqueName('quorum'));
     const stream = track.queue(uniqueName('stream'));
@@ -36,7 +51,12 @@ describe('defineTopology() on the broker', () => {
     track.queue(`${quorum}.dlq`);
     await openClient({
       topology: defineTopology({
-        exchanges: ex,
+        exchanges: {
+          [direct]: { type: 'direct', durable: false },
+          [topic]: { type: 'topic', alternateExchange: fanout },
+          [fanout]: { type: 'fanout' },
+          [headers]: { type: 'headers' },
+        },
         queues: {
           [classic]: {
             maxLength: 1000,
@@ -55,8 +75,13 @@ describe('defineTopology() on the broker', () => {
         },
       }),
     });
-    for (const [name, def] of Object.entries(ex)) expect(await management.exchange(name)).toMatchObject({ type: def.type, durable: true });
+    expect(await management.exchange(direct)).toMatchObject({ type: 'direct', durable: false });
+    expect(await management.exchange(topic)).toMatchObject({ type: 'topic', durable: true, arguments: { 'alternate-exchange': fanout } });
+    expect(await management.exchange(fanout)).toMatchObject({ type: 'fanout', durable: true });
+    expect(await management.exchange(headers)).toMatchObject({ type: 'headers', durable: true });
+
     expect(await management.queue(classic)).toMatchObject({
+      type: 'classic',
       durable: true,
       arguments: {
         'x-max-length': 1000,
@@ -66,78 +91,125 @@ describe('defineTopology() on the broker', () => {
         'x-dead-letter-routing-key': `${classic}.dlq`,
       },
     });
-    expect(await management.queue(quorum)).toMatchObject({ type: 'quorum', arguments: { 'x-queue-type': 'quorum', 'x-delivery-limit': 5 } });
-    expect(await management.queue(`${quorum}.dlq`)).toMatchObject({ type: 'quorum' });
-    expect(await management.queue(`${classic}.dlq`)).toMatchObject({ type: 'classic' });
-    expect(await management.queue(stream)).toMatchObject({ type: 'stream' });
-    const sources = (await management.bindings(classic)).map((b) => `${b.source}/${b.routing_key}`).sort();
-    // The first is the default exchange's implicit binding by queue name.
-    expect(sources).toEqual([`/${classic}`, `${direct}/k`, `${fanout}/`, `${headers}/`, `${topic}/a.*`].sort());
+    expect(await management.queue(`${classic}.dlq`)).toMatchObject({ type: 'classic', durable: true });
+    expect(await management.queue(quorum)).toMatchObject({
+      type: 'quorum',
+      durable: true,
+      arguments: { 'x-queue-type': 'quorum', 'x-delivery-limit': 5, 'x-dead-letter-exchange': '', 'x-dead-letter-routing-key': `${quorum}.dlq` },
+    });
+    expect(await management.queue(`${quorum}.dlq`)).toMatchObject({ type: 'quorum', durable: true });
+    expect(await management.queue(stream)).toMatchObject({ type: 'stream', durable: true, arguments: { 'x-queue-type': 'stream', 'x-max-age': '1h' } });
+
+    const bindingsOf = async (q: string) => (await management.bindings(q)).map((b) => `${b.source}/${b.routing_key}`).sort();
+    // '' is the default exchange's implicit binding by queue name.
+    expect(await bindingsOf(classic)).toEqual([`/${classic}`, `${direct}/k`, `${fanout}/`, `${headers}/`, `${topic}/a.*`].sort());
+    expect(await bindingsOf(quorum)).toEqual([`/${quorum}`, `${topic}/q.#`].sort());
   });
 
   it('asserting the same topology again (a second service) is harmless', async () => {
     expect.hasAssertions();
+    const ex = track.exchange(uniqueName('ex'));
     const q = track.queue(uniqueName('q'));
-    const topology = defineTopology({ queues: { [q]: { type: 'quorum', maxLength: 10 } } });
-    await openClient({ topology });
-    const second = await openClient({ topology });
+    track.queue(`${q}.dlq`);
+    const topology = defineTopology({
+      exchanges: { [ex]: { type: 'topic' } },
+      queues: { [q]: { type: 'quorum', maxLength: 10, messageTtl: '10s', deadLetter: true, bindings: [{ exchange: ex, routingKey: '#' }] } },
+    });
+    const first = await openClient({ topology });
+    const second = await openClient({ topology, managementUrl: brokerUrls().managementUrl });
+    expect(first.health().ok).toBe(true);
     expect(second.health().ok).toBe(true);
   });
 
-  it('names the queue and the differing argument on a mismatch — from the management API, or from the broker text', async () => {
+  it('rejects a queue declared with other arguments, naming it and the argument — from the management API, or from the broker text', async () => {
     expect.hasAssertions();
     const q = track.queue(uniqueName('q'));
     await withRawChannel(async (ch) => {
       await ch.assertQueue(q, { durable: true, arguments: { 'x-max-length': 5 } });
     });
     const topology = defineTopology({ queues: { [q]: { maxLength: 10 } } });
-    const name = uniqueName('svc');
-    const withApi = await mismatch(topology, true, name);
+
+    const withApi = await expectMismatch(topology, { withManagement: true });
     expect(withApi).toMatchObject({ kind: 'queue', entity: q });
     expect(withApi.differences).toEqual([{ argument: 'x-max-length', declared: 10, actual: 5 }]);
-    const fromText = await mismatch(topology, false);
-    expect(fromText.entity).toBe(q);
-    expect(fromText.differences.map((d) => d.argument)).toEqual(['x-max-length']);
-    // Nothing left connected behind the rejection.
-    await waitFor(async () => (await management.connectionsNamed(`${name}:publish`)).length === 0, 'no leftover connection');
+
+    const fromText = await expectMismatch(topology, { withManagement: false });
+    expect(fromText).toMatchObject({ kind: 'queue', entity: q });
+    expect(fromText.differences).toEqual([expect.objectContaining({ argument: 'x-max-length', declared: 10 })]);
+
+    // warren never changes an existing entity.
+    expect((await management.queue(q))?.arguments).toEqual({ 'x-max-length': 5 });
   });
 
-  it('names the exchange and its type on an exchange mismatch', async () => {
+  it('rejects an exchange declared with another type, naming it and the type', async () => {
     expect.hasAssertions();
     const e = track.exchange(uniqueName('ex'));
     await withRawChannel(async (ch) => {
       await ch.assertExchange(e, 'direct', { durable: true });
     });
-    const err = await mismatch(defineTopology({ exchanges: { [e]: { type: 'topic' } } }), true);
+    const err = await expectMismatch(defineTopology({ exchanges: { [e]: { type: 'topic' } } }), { withManagement: true });
     expect(err).toMatchObject({ kind: 'exchange', entity: e });
     expect(err.differences).toContainEqual({ argument: 'type', declared: 'topic', actual: 'direct' });
+    expect(await management.exchange(e)).toMatchObject({ type: 'direct' });
   });
 
-  it('on reconnect, reports a mismatch through the error event and carries on instead of looping', async () => {
+  it('on reconnect, reports a mismatch once through the error event and carries on with the queue as the broker has it', async () => {
     expect.hasAssertions();
     const q = track.queue(uniqueName('q'));
     const name = uniqueName('svc');
     const warren = await openClient({ topology: defineTopology({ queues: { [q]: { maxLength: 10 } } }), name, managementUrl: brokerUrls().managementUrl });
+    const toQueue = defineMessage({ name: 'direct', exchange: '', routingKey: q, schema: z.object({ n: z.number() }) });
     const errors: WarrenError[] = [];
-    let connects = 0;
+    let connected = 0;
+    let reconnecting = 0;
     warren.on('error', (e) => errors.push(e));
-    warren.on('connected', () => (connects += 1));
+    warren.on('connected', () => (connected += 1));
+    warren.on('reconnecting', () => (reconnecting += 1));
     // Someone re-creates the queue with other arguments behind warren's back.
     await withRawChannel(async (ch) => {
       await ch.deleteQueue(q);
       await ch.assertQueue(q, { durable: true, arguments: { 'x-max-length': 99 } });
     });
-    await waitFor(async () => (await management.closeConnectionsNamed(`${name}:publish`)) === 1, 'the connection to close');
-    await waitFor(() => connects === 1, 'the reconnect');
-    expect(errors).toHaveLength(1);
-    expect(errors[0]).toMatchObject({ code: 'TOPOLOGY_MISMATCH', entity: q });
+    await waitFor(async () => (await management.closeConnectionsNamed(`${name}:publish`)) === 1, 'the connection to be closed by the broker', {
+      intervalMs: 200,
+    });
+    await waitFor(() => connected === 1, 'the reconnect');
+    expect(errors).toEqual([expect.any(TopologyMismatchError)]);
+    expect(errors[0]).toMatchObject({ code: 'TOPOLOGY_MISMATCH', kind: 'queue', entity: q, differences: [{ argument: 'x-max-length', declared: 10, actual: 99 }] });
     expect(warren.state).toBe('open');
-    // Stays connected: the same connection is still there a management round trip later.
-    const [conn] = await waitFor(async () => {
-      const c = await management.connectionsNamed(`${name}:publish`);
-      return c.length === 1 ? c : undefined;
-    }, 'the new connection');
-    expect(connects).toBe(1);
-    expect(conn).toBeDefined();
+    // Usable on the broker's queue: a publish is confirmed and lands there.
+    await expect(warren.publish(toQueue, { n: 1 })).resolves.toHaveProperty('messageId');
+    expect((await management.queue(q))?.arguments).toEqual({ 'x-max-length': 99 });
+    // No reconnect loop: one reconnect, no failed attempts, one error.
+    expect({ connected, reconnecting, errors: errors.length, state: warren.state }).toEqual({ connected: 1, reconnecting: 0, errors: 1, state: 'open' });
+  });
+
+  it('on reconnect, a mismatched queue does not keep the rest of the topology from being declared', async () => {
+    expect.hasAssertions();
+    const drifted = track.queue(uniqueName('a'));
+    const deleted = track.queue(uniqueName('b'));
+    const proxy = await startTcpProxy(brokerUrls().amqpUrl);
+    // `drifted` comes first in the topology, so it is asserted before `deleted`.
+    const warren = await openClient({ urls: [proxy.url], topology: defineTopology({ queues: { [drifted]: { maxLength: 10 }, [deleted]: {} } }) });
+    try {
+      const errors: WarrenError[] = [];
+      let connected = 0;
+      warren.on('error', (e) => errors.push(e));
+      warren.on('connected', () => (connected += 1));
+      await withRawChannel(async (ch) => {
+        await ch.deleteQueue(drifted);
+        await ch.assertQueue(drifted, { durable: true, arguments: { 'x-max-length': 99 } });
+        await ch.deleteQueue(deleted);
+      });
+      proxy.cut();
+      await waitFor(() => connected === 1, 'the reconnect');
+      expect(errors).toEqual([expect.objectContaining({ code: 'TOPOLOGY_MISMATCH', entity: drifted })]);
+      // "The topology is asserted on every (re)connect": the queue that was deleted is back.
+      expect(await management.queue(deleted)).toBeDefined();
+    } finally {
+      // Closed while the proxy still forwards: a connection that drops during close() is another test's subject.
+      await warren.close();
+      await proxy.close();
+    }
   });
 });
