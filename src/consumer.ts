@@ -56,7 +56,7 @@ export interface ConsumerDefinition<M extends MessageContract, A extends AckMode
   prefetch?: number;
   /** Handlers running at once, ≤ prefetch. Default 1. */
   concurrency?: number;
-  /** `auto` (default): resolve = ack, throw = onError. `manual`: the handler calls ctx.ack/nack/reject. `none`: the broker forgets each message once sent. */
+  /** `auto` (default): resolve = ack, throw = onError. `manual`: the handler calls ctx.ack/nack/reject. `none`: each message is acked as its handler starts (at-most-once). */
   ackMode?: A;
   /** When the handler throws and there is no retry policy: `'dead-letter'` (default) or `'requeue'`. */
   onError?: OnError;

@@ -5,7 +5,7 @@ import { NonRetryableError, type RetryPolicy } from './retry.js';
  *
  * | ack mode     | outcome                                   | action                                  |
  * |--------------|-------------------------------------------|-----------------------------------------|
- * | none         | anything                                  | none (the broker acked on delivery)      |
+ * | none         | anything                                  | none (acked as the handler started)      |
  * | auto, manual | body undecodable or fails the schema      | dead-letter (reason `invalid`), at once  |
  * | auto         | handler resolved                          | ack                                     |
  * | manual       | handler resolved                          | none (the handler settled it)            |
