@@ -1,4 +1,5 @@
-import type { Channel, ChannelModel, GetMessage, Options } from 'amqplib';
+import type { Channel, ChannelModel, GetMessage } from 'amqplib';
+import { copyProperties } from './copy.js';
 import { withChannel } from './declare.js';
 import { ConfigError } from './errors.js';
 import type { Publisher } from './producer.js';
@@ -110,14 +111,8 @@ export async function peekDeadLetters(connection: ChannelModel, dlq: string, n: 
 
 /** Headers of a replayed copy: the failure history stays readable, the attempt count starts again. */
 function replayHeaders(headers: Record<string, unknown>): Record<string, unknown> {
-  const out = { ...headers };
-  for (const h of ['x-death', 'x-first-death-exchange', 'x-first-death-queue', 'x-first-death-reason', 'x-last-death-exchange', 'x-last-death-queue', 'x-last-death-reason']) {
-    delete out[h];
-  }
-  delete out[Header.attempt];
   const replays = typeof headers['x-warren-replays'] === 'number' ? headers['x-warren-replays'] : 0;
-  out['x-warren-replays'] = replays + 1;
-  return out;
+  return { [Header.attempt]: undefined, 'x-warren-replays': replays + 1 };
 }
 
 export async function replayDeadLetters(connection: ChannelModel, publisher: Publisher, queue: string, dlq: string, options: ReplayOptions): Promise<ReplayResult> {
@@ -134,18 +129,7 @@ export async function replayDeadLetters(connection: ChannelModel, publisher: Pub
         continue;
       }
       const origin = str(dead.headers[Header.originQueue]) ?? queue;
-      const p = msg.properties;
-      const props: Options.Publish & { messageId: string } = {
-        messageId: (p.messageId as string | undefined) ?? `replay:${dlq}:${msg.fields.deliveryTag}:${Date.now()}`,
-        headers: replayHeaders(dead.headers),
-        persistent: true,
-        mandatory: true,
-      };
-      if (p.contentType !== undefined) props.contentType = p.contentType as string;
-      if (p.correlationId !== undefined) props.correlationId = p.correlationId as string;
-      if (p.timestamp !== undefined) props.timestamp = p.timestamp as number;
-      if (p.type !== undefined) props.type = p.type as string;
-      if (p.appId !== undefined) props.appId = p.appId as string;
+      const props = copyProperties(msg, replayHeaders(dead.headers), `replay:${dlq}:${msg.fields.deliveryTag}:${Date.now()}`);
       // Removed from the dead-letter queue only once its copy is confirmed: a crash duplicates, never loses.
       await publisher.publishRaw('', origin, msg.content, props);
       ch.ack(msg);

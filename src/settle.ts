@@ -1,4 +1,5 @@
-import type { Channel, ConsumeMessage, Options } from 'amqplib';
+import type { Channel, ConsumeMessage } from 'amqplib';
+import { copyProperties } from './copy.js';
 import { messageOf, ValidationError, WarrenError } from './errors.js';
 import type { Logger } from './logger.js';
 import type { BrokerAction, DeadLetterReason } from './outcome.js';
@@ -24,9 +25,6 @@ export interface SettlerDeps {
   /** Declares the wait queue for a delay tier (idempotent). */
   ensureWaitQueue: (delayMs: number) => Promise<void>;
 }
-
-/** Headers the broker adds when it dead-letters; stale on a copy warren publishes itself. */
-const BROKER_DEATH_HEADERS = ['x-death', 'x-first-death-exchange', 'x-first-death-queue', 'x-first-death-reason', 'x-last-death-exchange', 'x-last-death-queue', 'x-last-death-reason'];
 
 /**
  * Carries out a BrokerAction on one delivery. Retry and dead-letter publish a copy with
@@ -86,7 +84,7 @@ export class Settler {
     const headers = { ...this.#failureHeaders(msg, error), [Header.attempt]: attempt + 1 };
     try {
       await this.#d.ensureWaitQueue(delayMs);
-      await this.#d.publisher.publishRaw('', waitQueue, msg.content, this.#copyProperties(msg, headers));
+      await this.#d.publisher.publishRaw('', waitQueue, msg.content, copyProperties(msg, headers, `${this.#d.queue}:${msg.fields.deliveryTag}:${Date.now()}`));
     } catch (err) {
       this.#d.log.error({ messageId: msg.properties.messageId as unknown, waitQueue, err: messageOf(err) }, 'could not schedule the retry; requeueing the message instead');
       if (this.#d.isCurrent(delivery.channel)) this.#raw(delivery, () => delivery.channel.nack(msg, false, true));
@@ -114,7 +112,7 @@ export class Settler {
     };
     if (error instanceof ValidationError) headers[Header.validationIssues] = bounded(JSON.stringify(error.issues), MAX_ISSUES_JSON);
     try {
-      await this.#d.publisher.publishRaw(target.exchange, target.routingKey ?? msg.fields.routingKey, msg.content, this.#copyProperties(msg, headers));
+      await this.#d.publisher.publishRaw(target.exchange, target.routingKey ?? msg.fields.routingKey, msg.content, copyProperties(msg, headers, `${this.#d.queue}:${msg.fields.deliveryTag}:${Date.now()}`));
     } catch (err) {
       // The copy failed: a plain reject still reaches the queue's dead-letter exchange, without the reason headers.
       this.#d.log.error({ messageId, err: messageOf(err) }, 'could not publish the dead letter; rejecting the message to the broker instead');
@@ -146,28 +144,6 @@ export class Settler {
       [Header.lastFailureAt]: now,
       [Header.consumer]: this.#d.consumer,
     };
-  }
-
-  #copyProperties(msg: ConsumeMessage, extra: Record<string, unknown>): Options.Publish & { messageId: string } {
-    const p = msg.properties;
-    const headers: Record<string, unknown> = { ...(p.headers as Record<string, unknown> | undefined) };
-    for (const h of BROKER_DEATH_HEADERS) delete headers[h];
-    Object.assign(headers, extra);
-    const out: Options.Publish & { messageId: string } = {
-      messageId: (p.messageId as string | undefined) ?? `${this.#d.queue}:${msg.fields.deliveryTag}:${Date.now()}`,
-      headers,
-      persistent: true,
-      mandatory: true,
-    };
-    if (p.contentType !== undefined) out.contentType = p.contentType as string;
-    if (p.contentEncoding !== undefined) out.contentEncoding = p.contentEncoding as string;
-    if (p.correlationId !== undefined) out.correlationId = p.correlationId as string;
-    if (p.timestamp !== undefined) out.timestamp = p.timestamp as number;
-    if (p.type !== undefined) out.type = p.type as string;
-    if (p.appId !== undefined) out.appId = p.appId as string;
-    if (p.replyTo !== undefined) out.replyTo = p.replyTo as string;
-    if (p.priority !== undefined) out.priority = p.priority as number;
-    return out;
   }
 }
 
