@@ -98,7 +98,8 @@ export class Settler {
     const { msg } = delivery;
     const messageId = msg.properties.messageId as string | undefined;
     const target = this.#d.deadLetter;
-    const level = reason === 'invalid' || reason === 'handler' ? 'warn' : 'error';
+    // A decision (invalid input, a refusal, the handler's choice) is a warning; a failure that ran out of chances is an error.
+    const level = reason === 'invalid' || reason === 'handler' || reason === 'non-retryable' ? 'warn' : 'error';
     if (target === undefined) {
       this.#d.log[level === 'warn' ? 'warn' : 'error']({ messageId, reason, err: errorText(error) }, 'message rejected; its queue has no dead-letter queue, so the broker discards it');
       this.#raw(delivery, () => delivery.channel.nack(msg, false, false));

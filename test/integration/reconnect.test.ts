@@ -1,81 +1,21 @@
 // README "What happens when things fail": the broker closes the connections mid-stream, the
 // network is gone for a while, a delivery's channel closes under its handler, the broker cancels
 // a consumer. No confirmed message may be lost, and everything must come back by itself.
-import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { defineConsumer, PublishTimeoutError, type ConnectionRole, type ConsumerEvent, type ReconnectInfo, type WarrenError } from '../../src/index.js';
 import { brokerUrls, cleanupTracked, drainQueue, management, memoryLogger, queueCounts, uniqueName, waitFor } from '../helpers/broker.js';
+import { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy.js';
 import { closeClients, gate, openClient, pingSetup } from '../helpers/warren.js';
 
-/**
- * A loopback proxy to the broker that can also refuse connections, which test/helpers/tcp-proxy.ts
- * cannot: while `accepting` is false, a new connection is destroyed as soon as it arrives, so the
- * broker looks unreachable and warren keeps retrying.
- */
-interface GateProxy {
-  readonly url: string;
-  accepting: boolean;
-  /** Destroys every open connection. */
-  cut(): void;
-  close(): Promise<void>;
-}
-
-async function startGateProxy(amqpUrl: string): Promise<GateProxy> {
-  const target = new URL(amqpUrl);
-  const sockets = new Set<net.Socket>();
-  const proxy = { accepting: true } as { accepting: boolean };
-  const server = net.createServer((client) => {
-    if (!proxy.accepting) {
-      client.destroy();
-      return;
-    }
-    const upstream = net.connect(Number(target.port || 5672), target.hostname);
-    const end = (): void => {
-      client.destroy();
-      upstream.destroy();
-      sockets.delete(client);
-      sockets.delete(upstream);
-    };
-    for (const s of [client, upstream]) {
-      sockets.add(s);
-      s.on('close', end);
-      s.on('error', end);
-    }
-    client.pipe(upstream);
-    upstream.pipe(client);
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
-  });
-  const address = server.address();
-  if (address === null || typeof address === 'string') throw new Error('proxy did not get a TCP port');
-  const url = new URL(amqpUrl);
-  url.hostname = '127.0.0.1';
-  url.port = String(address.port);
-  const cut = (): void => {
-    for (const s of sockets) s.destroy();
-    sockets.clear();
-  };
-  return Object.assign(proxy, {
-    url: url.toString(),
-    cut,
-    close: () => {
-      cut();
-      return new Promise<void>((resolve) => server.close(() => resolve()));
-    },
-  });
-}
-
-const proxies: GateProxy[] = [];
-async function gateProxy(): Promise<GateProxy> {
-  const p = await startGateProxy(brokerUrls().amqpUrl);
+const proxies: TcpProxy[] = [];
+async function proxy(): Promise<TcpProxy> {
+  const p = await startTcpProxy(brokerUrls().amqpUrl);
   proxies.push(p);
   return p;
 }
 
 afterEach(async () => {
-  for (const p of proxies) p.accepting = true;
+  for (const p of proxies) p.refusing = false;
   await closeClients();
   await Promise.all(proxies.splice(0).map((p) => p.close()));
   await cleanupTracked();
@@ -242,13 +182,13 @@ describe('reconnect', () => {
   it('publishes made while the broker is unreachable wait, then succeed once it is back', async () => {
     expect.hasAssertions();
     const s = pingSetup();
-    const proxy = await gateProxy();
-    const warren = await openClient({ urls: [proxy.url], topology: s.topology, reconnect: { initialDelay: 20, maxDelay: 100 } });
+    const p = await proxy();
+    const warren = await openClient({ urls: [p.url], topology: s.topology, reconnect: { initialDelay: 20, maxDelay: 100 } });
     const attempts: ReconnectInfo[] = [];
     warren.on('reconnecting', (info) => attempts.push(info));
     const lost = new Promise<void>((resolve) => warren.once('disconnected', () => resolve()));
-    proxy.accepting = false;
-    proxy.cut();
+    p.refusing = true;
+    p.cut();
     await lost;
     expect(warren.state).toBe('connecting');
 
@@ -265,7 +205,7 @@ describe('reconnect', () => {
     expect(attempts.every((a) => a.role === 'publish')).toBe(true);
     expect((await queueCounts(s.queue)).messages).toBe(0);
 
-    proxy.accepting = true;
+    p.refusing = false;
     const receipts = await Promise.all(pubs);
     expect(receipts).toHaveLength(20);
     expect(warren.health()).toMatchObject({ ok: true, connections: { publish: { state: 'open' } } });
@@ -276,16 +216,16 @@ describe('reconnect', () => {
   it('a publish waiting while the broker is unreachable rejects with PUBLISH_TIMEOUT (sent: false) after publisher.timeout and is never sent', async () => {
     expect.hasAssertions();
     const s = pingSetup();
-    const proxy = await gateProxy();
+    const p = await proxy();
     const warren = await openClient({
-      urls: [proxy.url],
+      urls: [p.url],
       topology: s.topology,
       reconnect: { initialDelay: 20, maxDelay: 100 },
       publisher: { timeout: 500 },
     });
     const lost = new Promise<void>((resolve) => warren.once('disconnected', () => resolve()));
-    proxy.accepting = false;
-    proxy.cut();
+    p.refusing = true;
+    p.cut();
     await lost;
 
     const started = Date.now();
@@ -297,7 +237,7 @@ describe('reconnect', () => {
     expect(err).toMatchObject({ code: 'PUBLISH_TIMEOUT', sent: false });
     expect(Date.now() - started).toBeGreaterThanOrEqual(500);
 
-    proxy.accepting = true;
+    p.refusing = false;
     await waitFor(() => warren.state === 'open', 'the publish connection to come back');
     await warren.publish(s.message, { id: 'after', n: 1 });
     const arrived = (await drainQueue(s.queue)).map((m) => (JSON.parse(m.content.toString()) as { id: string }).id);
