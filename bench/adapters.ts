@@ -9,8 +9,12 @@ import { connect, defineConsumer, defineMessage } from '../src/index.js';
 
 export interface Adapter {
   readonly name: string;
-  /** Publishes `count` persistent messages to `queue`, confirmed, with at most `window` in flight. */
-  publish(queue: string, bodies: (i: number) => Buffer, count: number, window: number): Promise<void>;
+  /**
+   * Publishes `count` persistent messages to `queue`, confirmed, with at most `window` in flight.
+   * `bodies(i)` is the encoded message; `payloads(i)` the same message as an object, for clients
+   * (warren) that validate and encode it themselves.
+   */
+  publish(queue: string, bodies: (i: number) => Buffer, count: number, window: number, payloads: (i: number) => unknown): Promise<void>;
   /** Consumes until `count` messages were received and acked; `onMessage` sees each body. */
   consume(queue: string, count: number, prefetch: number, onMessage?: (body: Buffer) => void): Promise<void>;
   close(): Promise<void>;
@@ -97,10 +101,10 @@ export async function warren(url: string, validate = true): Promise<Adapter> {
   };
   return {
     name: validate ? 'warren' : 'warren (no validation)',
-    async publish(queue, bodies, count, window) {
+    async publish(queue, _bodies, count, window, payloads) {
       const c = contract(queue);
       // warren encodes the payload itself: hand it the object the raw clients get as bytes.
-      await windowed(count, window, (i) => w.publish(c, JSON.parse(bodies(i).toString()) as z.input<typeof Payload>));
+      await windowed(count, window, (i) => w.publish(c, payloads(i) as z.input<typeof Payload>));
     },
     async consume(queue, count, prefetch, onMessage) {
       const { tick, done } = countdown(count);

@@ -26,11 +26,15 @@ const factories: Record<string, (u: string) => Promise<Adapter>> = {
 const only = process.env['BENCH_CLIENTS']?.split(',');
 const clients = Object.keys(factories).filter((c) => only === undefined || only.includes(c));
 
-/** A 1 KiB JSON body, the same bytes for every client. */
-function body(i: number): Buffer {
+/** A message of 1 KiB as JSON, the same for every client. */
+function payload(i: number): { i: number; sentAt: number; data: string } {
   const base = { i, sentAt: performance.timeOrigin + performance.now(), data: '' };
   const pad = 1024 - Buffer.byteLength(JSON.stringify(base));
-  return Buffer.from(JSON.stringify({ ...base, data: 'x'.repeat(Math.max(0, pad)) }));
+  return { ...base, data: 'x'.repeat(Math.max(0, pad)) };
+}
+
+function body(i: number): Buffer {
+  return Buffer.from(JSON.stringify(payload(i)));
 }
 
 interface Sample {
@@ -79,7 +83,7 @@ async function measure(messages: number, fn: () => Promise<void>): Promise<Sampl
 
 async function publishThenConsume(adapter: Adapter, quorum: boolean): Promise<[Sample, Sample]> {
   return withQueue(quorum, async (queue) => {
-    const pub = await measure(N, () => adapter.publish(queue, body, N, WINDOW));
+    const pub = await measure(N, () => adapter.publish(queue, body, N, WINDOW, payload));
     const queued = await count(queue);
     if (queued !== N) throw new Error(`${adapter.name}: published ${N}, the queue holds ${queued}`);
     let received = 0;
@@ -108,7 +112,7 @@ async function latency(adapter: Adapter): Promise<Sample> {
         const due = start + i;
         const wait = due - performance.now();
         if (wait > 1) await new Promise((r) => setTimeout(r, wait));
-        sends.push(adapter.publish(queue, () => body(i), 1, 1));
+        sends.push(adapter.publish(queue, () => body(i), 1, 1, () => payload(i)));
       }
       await Promise.all(sends);
       await consumed;
