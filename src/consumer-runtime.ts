@@ -1,8 +1,7 @@
-import { closeWithin, CLOSE_WAIT_MS } from './connection.js';
 import type { Channel, ChannelModel, ConsumeMessage } from 'amqplib';
 import { toMs } from './duration.js';
 import { backoffDelay, defaultBackoff } from './backoff.js';
-import type { ConnectionManager } from './connection.js';
+import { closeWithin, CLOSE_WAIT_MS, type ConnectionManager } from './connection.js';
 import type { Consumer, ConsumerContext, ManualContext } from './consumer.js';
 import { assertQueueOf, assertWaitQueue, type DeclareTarget } from './declare.js';
 import { amqpCode, ClosedError, ConfigError, ConsumeError, messageOf, ReplyCode, WarrenError } from './errors.js';

@@ -1,8 +1,7 @@
-import { closeWithin, CLOSE_WAIT_MS } from './connection.js';
 import { randomUUID } from 'node:crypto';
 import type { ChannelModel, ConfirmChannel, Message, Options } from 'amqplib';
 import { backoffDelay, defaultBackoff } from './backoff.js';
-import type { ConnectionManager } from './connection.js';
+import { closeWithin, CLOSE_WAIT_MS, type ConnectionManager } from './connection.js';
 import {
   amqpCode,
   brokerText,

@@ -37,10 +37,6 @@ export class Settler {
     this.#d = deps;
   }
 
-  get hasDeadLetter(): boolean {
-    return this.#d.deadLetter !== undefined;
-  }
-
   async settle(delivery: Delivery, action: BrokerAction, error?: unknown): Promise<void> {
     if (action.type === 'none') return;
     delivery.settled = true;
