@@ -128,3 +128,25 @@ export async function startTcpProxy(amqpUrl: string): Promise<TcpProxy> {
     },
   };
 }
+
+const started: TcpProxy[] = [];
+
+/** A proxy to the test broker, remembered so `releaseProxies()` / `closeProxies()` reach it after the test. */
+export async function testProxy(amqpUrl: string): Promise<TcpProxy> {
+  const p = await startTcpProxy(amqpUrl);
+  started.push(p);
+  return p;
+}
+
+/** Lets traffic and new connections through again, so clients behind a proxy can close cleanly. */
+export function releaseProxies(): void {
+  for (const p of started) {
+    p.resume();
+    p.refusing = false;
+  }
+}
+
+/** Closes every proxy `testProxy()` started (after the clients behind them are closed). */
+export async function closeProxies(): Promise<void> {
+  await Promise.all(started.splice(0).map((p) => p.close()));
+}

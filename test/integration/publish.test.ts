@@ -15,24 +15,21 @@ import {
   type PublishReceipt,
 } from '../../src/index.js';
 import { brokerUrls, cleanupTracked, drainQueue, queueCounts, track, uniqueName, waitFor } from '../helpers/broker.js';
-import { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy.js';
+import { closeProxies, releaseProxies, testProxy, type TcpProxy } from '../helpers/tcp-proxy.js';
 import { closeClients, openClient, Ping, pingSetup } from '../helpers/warren.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 const KiB2 = 'x'.repeat(2048);
 
-const proxies: TcpProxy[] = [];
-async function proxy(): Promise<TcpProxy> {
-  const p = await startTcpProxy(brokerUrls().amqpUrl);
-  proxies.push(p);
-  return p;
+function proxy(): Promise<TcpProxy> {
+  return testProxy(brokerUrls().amqpUrl);
 }
 
 afterEach(async () => {
-  // Resume first, so clients behind a paused proxy can close cleanly (and get their late confirms).
-  for (const p of proxies) p.resume();
+  // Let traffic through first, so clients behind a paused or refusing proxy can close cleanly.
+  releaseProxies();
   await closeClients();
-  await Promise.all(proxies.splice(0).map((p) => p.close()));
+  await closeProxies();
   await cleanupTracked();
 });
 

@@ -4,20 +4,18 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { defineConsumer, PublishTimeoutError, type ConnectionRole, type ConsumerEvent, type ReconnectInfo, type WarrenError } from '../../src/index.js';
 import { brokerUrls, cleanupTracked, drainQueue, management, memoryLogger, queueCounts, uniqueName, waitFor } from '../helpers/broker.js';
-import { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy.js';
+import { closeProxies, releaseProxies, testProxy, type TcpProxy } from '../helpers/tcp-proxy.js';
 import { closeClients, gate, openClient, pingSetup } from '../helpers/warren.js';
 
-const proxies: TcpProxy[] = [];
-async function proxy(): Promise<TcpProxy> {
-  const p = await startTcpProxy(brokerUrls().amqpUrl);
-  proxies.push(p);
-  return p;
+function proxy(): Promise<TcpProxy> {
+  return testProxy(brokerUrls().amqpUrl);
 }
 
 afterEach(async () => {
-  for (const p of proxies) p.refusing = false;
+  // Let traffic through first, so clients behind a paused or refusing proxy can close cleanly.
+  releaseProxies();
   await closeClients();
-  await Promise.all(proxies.splice(0).map((p) => p.close()));
+  await closeProxies();
   await cleanupTracked();
 });
 
