@@ -100,66 +100,71 @@ export interface ManagementQueue {
  * they are taken out of the management URL and sent as a Basic Authorization header instead.
  * A connection appears in /api/connections a moment after it opens: poll with `waitFor`.
  */
-export const management = {
-  async request(method: string, path: string, body?: unknown): Promise<Response> {
-    const u = new URL(brokerUrls().managementUrl);
-    const auth = Buffer.from(`${decodeURIComponent(u.username)}:${decodeURIComponent(u.password)}`).toString('base64');
-    u.username = '';
-    u.password = '';
-    const headers: Record<string, string> = { authorization: `Basic ${auth}`, 'content-type': 'application/json', 'x-reason': 'warren test' };
-    const init: RequestInit = { method, headers };
-    if (body !== undefined) init.body = JSON.stringify(body);
-    return fetch(u.toString().replace(/\/$/, '') + path, init);
-  },
-  async json<T>(path: string): Promise<T | undefined> {
-    const res = await this.request('GET', path);
-    if (res.status === 404) return undefined;
-    if (!res.ok) throw new Error(`GET ${path}: ${res.status}`);
-    return (await res.json()) as T;
-  },
-  /** Connections as the management API lists them. */
-  async connections(): Promise<ManagementConnection[]> {
-    return (await this.json<ManagementConnection[]>('/api/connections')) ?? [];
-  },
-  /** Connections whose client-provided name is `connectionName`. */
-  async connectionsNamed(connectionName: string): Promise<ManagementConnection[]> {
-    return (await this.connections()).filter((c) => c.client_properties.connection_name === connectionName);
-  },
-  /** Force-closes (as an operator would) every connection `predicate` picks; returns how many. */
-  async closeConnections(predicate: (c: ManagementConnection) => boolean): Promise<number> {
-    const conns = (await this.connections()).filter(predicate);
-    for (const c of conns) await this.delete(`/api/connections/${encodeURIComponent(c.name)}`);
-    return conns.length;
-  },
-  /** Force-closes every connection with this client-provided name; returns how many. */
-  async closeConnectionsNamed(connectionName: string): Promise<number> {
-    return this.closeConnections((c) => c.client_properties.connection_name === connectionName);
-  },
-  /** A queue in `vhost`, or undefined when there is none. */
-  async queue(name: string, vhost = '/'): Promise<ManagementQueue | undefined> {
-    return this.json(`/api/queues/${encodeURIComponent(vhost)}/${encodeURIComponent(name)}`);
-  },
-  /** Deletes a queue (messages and all); one that is already gone is fine. */
-  async deleteQueue(name: string, vhost = '/'): Promise<void> {
-    await this.delete(`/api/queues/${encodeURIComponent(vhost)}/${encodeURIComponent(name)}`);
-  },
-  /** Deletes an exchange; one that is already gone is fine. */
-  async deleteExchange(name: string, vhost = '/'): Promise<void> {
-    await this.delete(`/api/exchanges/${encodeURIComponent(vhost)}/${encodeURIComponent(name)}`);
-  },
-  /** DELETE that accepts 404 (already gone) and throws on any other failure. */
-  async delete(path: string): Promise<void> {
-    const res = await this.request('DELETE', path);
-    await res.body?.cancel();
-    if (!res.ok && res.status !== 404) throw new Error(`DELETE ${path}: HTTP ${res.status}`);
-  },
-  async exchange(name: string): Promise<{ type: string; durable: boolean; arguments: Record<string, unknown> } | undefined> {
-    return this.json(`/api/exchanges/%2F/${encodeURIComponent(name)}`);
-  },
-  async bindings(queue: string): Promise<{ source: string; routing_key: string }[]> {
-    return (await this.json(`/api/queues/%2F/${encodeURIComponent(queue)}/bindings`)) ?? [];
-  },
-};
+export const management = managementAt(() => brokerUrls().managementUrl);
+
+/** The management API of the broker at `baseUrl()` (read on each call); see `management`. */
+export function managementAt(baseUrl: () => string) {
+  return {
+    async request(method: string, path: string, body?: unknown): Promise<Response> {
+      const u = new URL(baseUrl());
+      const auth = Buffer.from(`${decodeURIComponent(u.username)}:${decodeURIComponent(u.password)}`).toString('base64');
+      u.username = '';
+      u.password = '';
+      const headers: Record<string, string> = { authorization: `Basic ${auth}`, 'content-type': 'application/json', 'x-reason': 'warren test' };
+      const init: RequestInit = { method, headers };
+      if (body !== undefined) init.body = JSON.stringify(body);
+      return fetch(u.toString().replace(/\/$/, '') + path, init);
+    },
+    async json<T>(path: string): Promise<T | undefined> {
+      const res = await this.request('GET', path);
+      if (res.status === 404) return undefined;
+      if (!res.ok) throw new Error(`GET ${path}: ${res.status}`);
+      return (await res.json()) as T;
+    },
+    /** Connections as the management API lists them. */
+    async connections(): Promise<ManagementConnection[]> {
+      return (await this.json<ManagementConnection[]>('/api/connections')) ?? [];
+    },
+    /** Connections whose client-provided name is `connectionName`. */
+    async connectionsNamed(connectionName: string): Promise<ManagementConnection[]> {
+      return (await this.connections()).filter((c) => c.client_properties.connection_name === connectionName);
+    },
+    /** Force-closes (as an operator would) every connection `predicate` picks; returns how many. */
+    async closeConnections(predicate: (c: ManagementConnection) => boolean): Promise<number> {
+      const conns = (await this.connections()).filter(predicate);
+      for (const c of conns) await this.delete(`/api/connections/${encodeURIComponent(c.name)}`);
+      return conns.length;
+    },
+    /** Force-closes every connection with this client-provided name; returns how many. */
+    async closeConnectionsNamed(connectionName: string): Promise<number> {
+      return this.closeConnections((c) => c.client_properties.connection_name === connectionName);
+    },
+    /** A queue in `vhost`, or undefined when there is none. */
+    async queue(name: string, vhost = '/'): Promise<ManagementQueue | undefined> {
+      return this.json(`/api/queues/${encodeURIComponent(vhost)}/${encodeURIComponent(name)}`);
+    },
+    /** Deletes a queue (messages and all); one that is already gone is fine. */
+    async deleteQueue(name: string, vhost = '/'): Promise<void> {
+      await this.delete(`/api/queues/${encodeURIComponent(vhost)}/${encodeURIComponent(name)}`);
+    },
+    /** Deletes an exchange; one that is already gone is fine. */
+    async deleteExchange(name: string, vhost = '/'): Promise<void> {
+      await this.delete(`/api/exchanges/${encodeURIComponent(vhost)}/${encodeURIComponent(name)}`);
+    },
+    /** DELETE that accepts 404 (already gone) and throws on any other failure. */
+    async delete(path: string): Promise<void> {
+      const res = await this.request('DELETE', path);
+      await res.body?.cancel();
+      if (!res.ok && res.status !== 404) throw new Error(`DELETE ${path}: HTTP ${res.status}`);
+    },
+    async exchange(name: string): Promise<{ type: string; durable: boolean; arguments: Record<string, unknown> } | undefined> {
+      return this.json(`/api/exchanges/%2F/${encodeURIComponent(name)}`);
+    },
+    async bindings(queue: string): Promise<{ source: string; routing_key: string }[]> {
+      return (await this.json(`/api/queues/%2F/${encodeURIComponent(queue)}/bindings`)) ?? [];
+    },
+  };
+}
 
 const tracked = { queues: new Set<string>(), exchanges: new Set<string>() };
 
