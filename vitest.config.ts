@@ -24,6 +24,19 @@ export default defineConfig({
           globalSetup: ['test/setup/global-broker.ts'],
         },
       },
+      {
+        extends: true,
+        test: {
+          // Fault injection against RabbitMQ nodes the suite starts itself (`npm run chaos`); not
+          // part of `npm test`. One file at a time: scenarios share those nodes.
+          name: 'chaos',
+          include: ['test/chaos/**/*.test.ts'],
+          globalSetup: ['test/chaos/report.ts'],
+          fileParallelism: false,
+          testTimeout: 300_000,
+          hookTimeout: 180_000,
+        },
+      },
     ],
   },
 });

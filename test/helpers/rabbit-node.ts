@@ -5,7 +5,7 @@
 // distribution 25680+k, with its own config, plugins, data and log files under
 // $TMPDIR/warren-chaos/. It runs as the `rabbitmq` user when the test runs as root (so every node
 // shares that user's Erlang cookie and can be clustered), else as the current user.
-import { execFile, spawn } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { chown, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import net from 'node:net';
@@ -138,12 +138,14 @@ export class RabbitNode {
   }
 
   async #chownTree(): Promise<void> {
-    const { uid, gid } = await new Promise<{ uid: number; gid: number }>((resolve, reject) => {
-      execFile('id', ['-u', 'rabbitmq'], (e1, u) => {
-        if (e1) return reject(new Error('running as root, but there is no rabbitmq user to run test nodes as'));
-        execFile('id', ['-g', 'rabbitmq'], (e2, g) => (e2 ? reject(e2) : resolve({ uid: Number(u), gid: Number(g) })));
-      });
-    });
+    let uid: number;
+    let gid: number;
+    try {
+      uid = Number(execFileSync('id', ['-u', 'rabbitmq'], { encoding: 'utf8' }).trim());
+      gid = Number(execFileSync('id', ['-g', 'rabbitmq'], { encoding: 'utf8' }).trim());
+    } catch {
+      throw new Error('running as root, but there is no rabbitmq user to run test nodes as (install rabbitmq-server)');
+    }
     const walk = async (p: string): Promise<void> => {
       await chown(p, uid, gid);
       if ((await stat(p)).isDirectory()) for (const e of await readdir(p)) await walk(path.join(p, e));

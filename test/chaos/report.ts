@@ -1,0 +1,23 @@
+// Global setup of the chaos project: starts an empty figures file, and after the run prints the
+// table of figures per scenario and queue type and writes it to test/chaos/results/latest.json.
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import { formatTable, FIGURES_FILE, RESULTS_DIR, type Row } from './results.js';
+
+export default async function setup(): Promise<() => Promise<void>> {
+  await mkdir(RESULTS_DIR, { recursive: true });
+  await writeFile(FIGURES_FILE, '');
+  const started = new Date();
+  return async () => {
+    if (!existsSync(FIGURES_FILE)) return;
+    const rows = (await readFile(FIGURES_FILE, 'utf8'))
+      .split('\n')
+      .filter((l) => l.trim() !== '')
+      .map((l) => JSON.parse(l) as Row);
+    if (rows.length === 0) return;
+    const machine = `${os.cpus().length} cores, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}`;
+    console.log(`\nchaos figures (${started.toISOString()}, ${machine}):\n\n${formatTable(rows)}\n`);
+    await writeFile(`${RESULTS_DIR}/latest.json`, JSON.stringify({ started, machine, rows }, null, 2));
+  };
+}

@@ -1,0 +1,228 @@
+// The chaos suite: each scenario injects one kind of fault into a RabbitMQ node (or cluster)
+// this suite starts itself, while warren publishes and consumes; every id is accounted for and
+// the pass rules (results.ts) are asserted. `npm run chaos` runs them all and prints the table;
+// CHAOS_SCENARIOS=ci (`npm run chaos:ci`) runs the subset CI runs, CHAOS_SCENARIOS=1,4 picks some.
+import amqp, { type Channel } from 'amqplib';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { waitFor } from '../helpers/broker.js';
+import { RabbitNode, startNode } from '../helpers/rabbit-node.js';
+import { brokenRules, record, type RuleOptions } from './results.js';
+import { runWorkload, type Figures, type QueueType, type WorkloadOptions } from './workload.js';
+
+const CI_SUBSET = [1, 2, 3, 6, 7, 10];
+const ALL = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11];
+
+function selected(): number[] {
+  const spec = process.env.CHAOS_SCENARIOS?.trim();
+  if (spec === undefined || spec === '' || spec === 'all') return ALL;
+  if (spec === 'ci') return CI_SUBSET;
+  return spec.split(',').map((s) => Number(s.trim()));
+}
+const chosen = selected();
+const runs = (n: number): boolean => chosen.includes(n);
+const QUEUE_TYPES: QueueType[] = ['classic', 'quorum'];
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+async function withNodeChannel<T>(url: string, fn: (ch: Channel) => Promise<T>): Promise<T> {
+  const conn = await amqp.connect(url);
+  conn.on('error', () => undefined);
+  try {
+    const ch = await conn.createChannel();
+    return await fn(ch);
+  } finally {
+    await conn.close().catch(() => undefined);
+  }
+}
+
+/** Records the figures for the table, then asserts the pass rules. */
+function judge(title: string, f: Figures, extra: string[] = [], rules: RuleOptions = {}): void {
+  const broken = [...brokenRules(f, rules), ...extra];
+  record(title, f, broken);
+  expect(broken, `${title} (${f.queueType}) broke the pass rules`).toEqual([]);
+}
+
+describe.runIf(chosen.some((n) => n !== 10))('single test-owned node', () => {
+  let node: RabbitNode;
+  beforeAll(async () => {
+    node = await startNode(1);
+  });
+  afterAll(async () => {
+    await node?.destroy();
+  });
+
+  const on = (queueType: QueueType, scenario: string, rest: Omit<WorkloadOptions, 'scenario' | 'queueType' | 'urls' | 'drainUrl'>) =>
+    runWorkload({ scenario, queueType, urls: [node.amqpUrl], drainUrl: () => node.amqpUrl, ...rest });
+
+  describe.runIf(runs(1))('1. all connections closed by the broker, repeatedly', () => {
+    it.each(QUEUE_TYPES)('%s queue', async (queueType) => {
+      const f = await on(queueType, 's1', {
+        async fault(run) {
+          for (let i = 0; i < 3; i += 1) {
+            await run.moreConfirms(150);
+            await run.moreDeliveries(150);
+            await node.mustCtl(['close_all_connections', 'chaos: close all']);
+          }
+        },
+      });
+      judge('1 all connections closed ×3', f, f.disconnects.publish >= 3 && f.disconnects.consume >= 3 ? [] : [`expected ≥3 losses per connection, saw ${JSON.stringify(f.disconnects)}`]);
+    });
+  });
+
+  /** Closes, through the management API, the one open connection whose name ends with `suffix`. */
+  async function closeOne(suffix: string): Promise<void> {
+    const conns = await waitFor(async () => {
+      const all = await node.management.connections();
+      const mine = all.filter((c) => c.client_properties.connection_name?.endsWith(suffix) && c.state !== 'closed');
+      return mine.length === 1 ? mine : undefined;
+    }, `one open ${suffix} connection`);
+    for (const c of conns) await node.management.delete(`/api/connections/${encodeURIComponent(c.name)}`);
+  }
+
+  describe.runIf(runs(2))('2. only one of the two connections closed', () => {
+    it.each(QUEUE_TYPES)('publishing connection, %s queue', async (queueType) => {
+      const f = await on(queueType, 's2p', {
+        async fault(run) {
+          for (let i = 0; i < 2; i += 1) {
+            await run.moreConfirms(150);
+            await closeOne(':publish');
+          }
+        },
+      });
+      const extra = f.disconnects.publish >= 2 && f.disconnects.consume === 0 ? [] : [`expected only the publishing connection lost, saw ${JSON.stringify(f.disconnects)}`];
+      judge('2a publishing connection closed ×2', f, extra);
+    });
+
+    it.each(QUEUE_TYPES)('consuming connection while handlers run, %s queue', async (queueType) => {
+      const before = (await node.logLines('unknown delivery tag')).length;
+      const f = await on(queueType, 's2c', {
+        handlerMs: 30,
+        concurrency: 10,
+        prefetch: 50,
+        async fault(run) {
+          for (let i = 0; i < 2; i += 1) {
+            await run.moreDeliveries(150);
+            await waitFor(() => (run.warren.health().consumers[0]?.inFlight ?? 0) > 0, 'handlers running');
+            await closeOne(':consume');
+          }
+        },
+      });
+      const badAcks = (await node.logLines('unknown delivery tag')).length - before;
+      f.notes.push(`"unknown delivery tag" channel closes in the broker log: ${badAcks}`);
+      const extra = [
+        ...(badAcks === 0 ? [] : [`${badAcks} acks reached the broker with an unknown delivery tag`]),
+        ...(f.disconnects.consume >= 2 && f.disconnects.publish === 0 ? [] : [`expected only the consuming connection lost, saw ${JSON.stringify(f.disconnects)}`]),
+      ];
+      judge('2b consuming connection closed ×2 mid-handler', f, extra);
+    });
+  });
+
+  describe.runIf(runs(3))('3. broker stopped and started; killed and restarted', () => {
+    it.each(QUEUE_TYPES)('stop_app / start_app, %s queue', async (queueType) => {
+      const f = await on(queueType, 's3s', {
+        handlerMs: 5,
+        concurrency: 1,
+        async fault(run) {
+          await run.moreDeliveries(200);
+          const backlog = run.counts().confirmed - run.counts().delivered;
+          await node.stopApp();
+          await sleep(2000);
+          await node.startApp();
+          run.note(`about ${backlog} confirmed messages waiting in the queue at stop_app`);
+        },
+      });
+      judge('3a stop_app, start_app', f);
+    });
+
+    it.each(QUEUE_TYPES)('SIGKILL and restart, %s queue', async (queueType) => {
+      const f = await on(queueType, 's3k', {
+        handlerMs: 5,
+        concurrency: 1,
+        async fault(run) {
+          await run.moreDeliveries(200);
+          const backlog = run.counts().confirmed - run.counts().delivered;
+          await node.kill();
+          await sleep(1000);
+          await node.start();
+          run.note(`about ${backlog} confirmed messages waiting in the queue at SIGKILL`);
+        },
+      });
+      judge('3b SIGKILL, restart', f);
+    });
+  });
+
+  describe.runIf(runs(6))('6. memory alarm: connection.blocked', () => {
+    it.each(QUEUE_TYPES)('%s queue', async (queueType) => {
+      let blockedAt = 0;
+      let unblockedAt = 0;
+      let healthBlocked = false;
+      let deliveriesWhileBlocked = 0;
+      let confirmsWhileBlocked = 0;
+      const f = await on(queueType, 's6', {
+        handlerMs: 10,
+        concurrency: 1,
+        // Shorter than the block: publishes made early in it fail by deadline, later ones complete.
+        connect: { publisher: { timeout: '4s' } },
+        async fault(run) {
+          await waitFor(() => run.counts().confirmed - run.counts().delivered > 300, 'a backlog for the consumer', { timeoutMs: 30_000 });
+          const blocked = new Promise<number>((resolve) => run.warren.once('blocked', () => resolve(Date.now())));
+          // Times taken in the listeners: awaiting the promise runs other callbacks (confirms) first.
+          const unblocked = new Promise<number>((resolve) => run.warren.once('unblocked', () => resolve(Date.now())));
+          await node.setMemoryWatermark(0);
+          try {
+            blockedAt = await blocked;
+            healthBlocked = run.warren.health().blocked;
+            await sleep(6000);
+          } finally {
+            await node.setMemoryWatermark(0.4);
+          }
+          unblockedAt = await unblocked;
+          // Confirms of messages the broker had read before it blocked may trail the notice briefly.
+          confirmsWhileBlocked = run.confirmTimes.filter((t) => t > blockedAt + 500 && t < unblockedAt).length;
+          deliveriesWhileBlocked = run.deliveryTimes.filter((t) => t > blockedAt && t < unblockedAt).length;
+          run.note(`blocked ${((unblockedAt - blockedAt) / 1000).toFixed(1)} s: ${confirmsWhileBlocked} confirms, ${deliveriesWhileBlocked} deliveries meanwhile`);
+        },
+      });
+      const extra = [
+        ...(healthBlocked ? [] : ['health().blocked was not true while blocked']),
+        ...(confirmsWhileBlocked === 0 ? [] : [`${confirmsWhileBlocked} publishes resolved while blocked`]),
+        ...(deliveriesWhileBlocked > 0 ? [] : ['the consumer stopped while publishing was blocked']),
+        ...((f.failures.PUBLISH_TIMEOUT ?? 0) > 0 && f.F === f.failures.PUBLISH_TIMEOUT ? [] : [`expected only PUBLISH_TIMEOUT failures, saw ${JSON.stringify(f.failures)}`]),
+      ];
+      judge('6 memory alarm (blocked 6 s)', f, extra);
+    });
+  });
+
+  describe.runIf(runs(7))('7. queue deleted under a consumer', () => {
+    it.each(QUEUE_TYPES)('%s queue', async (queueType) => {
+      const events: string[] = [];
+      let reattachMs = -1;
+      const f = await on(queueType, 's7', {
+        async fault(run) {
+          run.warren.on('consumer', (e) => events.push(e.type));
+          await run.moreDeliveries(300);
+          // Delete it empty: messages deleted with a queue are the operator's doing, not a loss.
+          await run.pausePublishing();
+          await waitFor(() => run.counts().delivered >= run.counts().confirmed, 'the queue to be consumed empty');
+          const attached = new Promise<void>((resolve) => {
+            const on = (e: { type: string }): void => {
+              if (e.type === 'attached') {
+                run.warren.off('consumer', on);
+                resolve();
+              }
+            };
+            run.warren.on('consumer', on);
+          });
+          const deletedAt = Date.now();
+          await withNodeChannel(node.amqpUrl, (ch) => ch.deleteQueue(run.queue));
+          await attached;
+          reattachMs = Date.now() - deletedAt;
+          run.note(`consumer events: ${events.join(' → ')}; re-attached ${reattachMs} ms after the delete`);
+        },
+      });
+      const cancelled = events.indexOf('cancelled');
+      const extra = cancelled >= 0 && events.indexOf('attached', cancelled) > cancelled ? [] : [`expected a cancelled event, then attached, saw ${events.join(', ')}`];
+      judge('7 queue deleted under the consumer', f, extra);
+    });
+  });
+});
