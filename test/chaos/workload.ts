@@ -312,7 +312,7 @@ export async function runWorkload(options: WorkloadOptions): Promise<Figures> {
     note: (text) => void notes.push(text),
   };
 
-  let faultError: unknown;
+  let faultError: Error | undefined;
   try {
     await sleep(options.warmupMs ?? 1000);
     await options.fault(run);
@@ -320,7 +320,7 @@ export async function runWorkload(options: WorkloadOptions): Promise<Figures> {
     run.resumePublishing();
     await sleep(options.tailMs ?? 3000);
   } catch (err) {
-    faultError = err;
+    faultError = err instanceof Error ? err : new Error(`fault failed: ${JSON.stringify(err)}`);
   }
   stopped = true;
   await publisher;
@@ -337,7 +337,7 @@ export async function runWorkload(options: WorkloadOptions): Promise<Figures> {
   }
   await warren.close();
   process.off('unhandledRejection', onUnhandled);
-  if (faultError !== undefined) throw faultError instanceof Error ? faultError : new Error(String(faultError));
+  if (faultError !== undefined) throw faultError;
 
   const rest = await drain(options.drainUrl(), [queue, dlq]);
   for (const id of rest.ids) deliveries.set(id, (deliveries.get(id) ?? 0) + 1);
