@@ -5,7 +5,7 @@
 import amqp, { type Channel } from 'amqplib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../helpers/broker.js';
-import { RabbitNode, startNode } from '../helpers/rabbit-node.js';
+import { RabbitNode, startCluster, startNode } from '../helpers/rabbit-node.js';
 import { brokenRules, record, type RuleOptions } from './results.js';
 import { runWorkload, type Figures, type QueueType, type WorkloadOptions } from './workload.js';
 
@@ -224,5 +224,58 @@ describe.runIf(chosen.some((n) => n !== 10))('single test-owned node', () => {
       const extra = cancelled >= 0 && events.indexOf('attached', cancelled) > cancelled ? [] : [`expected a cancelled event, then attached, saw ${events.join(', ')}`];
       judge('7 queue deleted under the consumer', f, extra);
     });
+  });
+});
+
+describe.runIf(runs(10))('10. failover in a 3-node cluster', () => {
+  let nodes: RabbitNode[] = [];
+  const down = new Set<RabbitNode>();
+  const live = (): RabbitNode => {
+    const n = nodes.find((x) => !down.has(x));
+    if (n === undefined) throw new Error('every cluster node is down');
+    return n;
+  };
+  beforeAll(async () => {
+    nodes = await startCluster([2, 3, 4]);
+  });
+  afterAll(async () => {
+    await Promise.all(nodes.map((n) => n.destroy()));
+  });
+
+  // Classic queues are not replicated: with their node down they are unavailable, so failover is
+  // a quorum-queue scenario.
+  it('quorum queue: the node warren is connected to, then the queue leader, stopped in turn', async () => {
+    const nodeOf = (url: string | undefined): RabbitNode | undefined => nodes.find((n) => url?.includes(`:${n.amqpPort}`));
+    const f = await runWorkload({
+      scenario: 's10',
+      queueType: 'quorum',
+      urls: nodes.map((n) => n.amqpUrl),
+      drainUrl: () => live().amqpUrl,
+      async fault(run) {
+        const stopAndRestart = async (victim: RabbitNode, why: string): Promise<void> => {
+          const stoppedAt = Date.now();
+          down.add(victim);
+          await victim.stopApp();
+          await run.moreConfirms(200);
+          await run.moreDeliveries(200);
+          const moved = nodeOf(run.warren.health().connections.publish.url);
+          run.note(`${why} ${victim.name} stopped; publishing via ${moved?.name ?? '?'}, 200 confirms and deliveries ${Date.now() - stoppedAt} ms later`);
+          await victim.startApp();
+          down.delete(victim);
+        };
+        await run.moreDeliveries(200);
+        const connected = nodeOf(run.warren.health().connections.publish.url);
+        if (connected === undefined) throw new Error('warren is connected to none of the cluster nodes');
+        await stopAndRestart(connected, "warren's node");
+        const q = await waitFor(
+          () => live().management.json<{ leader?: string; node?: string }>(`/api/queues/%2F/${encodeURIComponent(run.queue)}`),
+          'the queue in the management API',
+        );
+        const leader = nodes.find((n) => n.name === (q.leader ?? q.node));
+        if (leader === undefined) throw new Error(`no leader for ${run.queue} among the nodes: ${JSON.stringify(q)}`);
+        await stopAndRestart(leader, 'queue leader');
+      },
+    });
+    judge('10 cluster failover (connected node, then leader)', f);
   });
 });
