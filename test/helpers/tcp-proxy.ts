@@ -17,6 +17,11 @@ export interface TcpProxy {
   resume(): void;
   /** Destroys every open connection (the listener keeps accepting, unless refusing). */
   cut(): void;
+  /**
+   * Tears a frame: on each open connection, the next chunk in `direction` is forwarded only in
+   * part (its first half), and then the connection is destroyed.
+   */
+  tear(direction?: 'up' | 'down'): void;
   /** While true, every new connection is closed at once: the broker looks down. */
   refusing: boolean;
   close(): Promise<void>;
@@ -25,6 +30,7 @@ export interface TcpProxy {
 interface Pair {
   client: net.Socket;
   upstream: net.Socket;
+  tear: 'up' | 'down' | undefined;
 }
 
 /** Starts a proxy on a free loopback port forwarding to the host and port of `amqpUrl`. */
@@ -45,16 +51,24 @@ export async function startTcpProxy(amqpUrl: string): Promise<TcpProxy> {
       return;
     }
     const upstream = net.connect(targetPort, targetHost);
-    const pair = { client, upstream };
+    const pair: Pair = { client, upstream, tear: undefined };
     pairs.add(pair);
+    const forward = (to: net.Socket, chunk: Buffer, direction: 'up' | 'down'): void => {
+      if (pair.tear === direction) {
+        pair.tear = undefined;
+        to.write(chunk.subarray(0, Math.max(1, chunk.length >> 1)), () => end());
+        return;
+      }
+      to.write(chunk);
+    };
     // Paused directions buffer in the kernel/stream: data is held, not dropped.
-    client.on('data', (chunk) => {
+    client.on('data', (chunk: Buffer) => {
       bytesUp += chunk.length;
-      upstream.write(chunk);
+      forward(upstream, chunk, 'up');
     });
-    upstream.on('data', (chunk) => {
+    upstream.on('data', (chunk: Buffer) => {
       bytesDown += chunk.length;
-      client.write(chunk);
+      forward(client, chunk, 'down');
     });
     if (pausedUp) client.pause();
     if (pausedDown) upstream.pause();
@@ -122,6 +136,9 @@ export async function startTcpProxy(amqpUrl: string): Promise<TcpProxy> {
       }
     },
     cut,
+    tear(direction = 'down') {
+      for (const p of pairs) p.tear = direction;
+    },
     close() {
       cut();
       return new Promise<void>((resolve) => server.close(() => resolve()));
