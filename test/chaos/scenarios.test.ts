@@ -4,10 +4,12 @@
 // CHAOS_SCENARIOS=ci (`npm run chaos:ci`) runs the subset CI runs, CHAOS_SCENARIOS=1,4 picks some.
 import amqp, { type Channel } from 'amqplib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { defineMessage, WarrenError } from '../../src/index.js';
 import { waitFor } from '../helpers/broker.js';
 import { RabbitNode, startCluster, startNode } from '../helpers/rabbit-node.js';
+import { startTcpProxy } from '../helpers/tcp-proxy.js';
 import { brokenRules, record, type RuleOptions } from './results.js';
-import { runWorkload, type Figures, type QueueType, type WorkloadOptions } from './workload.js';
+import { Payload, runWorkload, type Figures, type QueueType, type WorkloadOptions } from './workload.js';
 
 const CI_SUBSET = [1, 2, 3, 6, 7, 10];
 const ALL = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11];
@@ -151,6 +153,68 @@ describe.runIf(chosen.some((n) => n !== 10))('single test-owned node', () => {
     });
   });
 
+  describe.runIf(runs(4))('4. broker frozen (SIGSTOP) longer than two heartbeats', () => {
+    it.each(QUEUE_TYPES)('%s queue', async (queueType) => {
+      let detectedMs = -1;
+      const f = await on(queueType, 's4', {
+        async fault(run) {
+          await run.moreDeliveries(200);
+          const lost = new Promise<number>((resolve) => run.warren.once('disconnected', () => resolve(Date.now())));
+          const frozenAt = Date.now();
+          await node.freeze();
+          try {
+            detectedMs = (await Promise.race([lost, sleep(30_000).then(() => -1)])) - frozenAt;
+            // Stay frozen for three heartbeats in all, then let it go.
+            await sleep(Math.max(0, 6000 - (Date.now() - frozenAt)));
+          } finally {
+            await node.thaw();
+          }
+          run.note(`heartbeat 2 s: dead connection detected ${detectedMs} ms after SIGSTOP`);
+        },
+      });
+      // amqplib declares the peer dead after two missed heartbeats; allow one more and a margin.
+      judge('4 broker frozen 6 s (heartbeat 2 s)', f, detectedMs > 0 && detectedMs <= 8000 ? [] : [`the frozen broker was not detected within 8 s (${detectedMs} ms)`]);
+    });
+  });
+
+  describe.runIf(runs(5))('5. network cut, stalled and torn (TCP proxy)', () => {
+    it.each(QUEUE_TYPES)('%s queue', async (queueType) => {
+      const proxy = await startTcpProxy(node.amqpUrl);
+      try {
+        const f = await runWorkload({
+          scenario: 's5',
+          queueType,
+          urls: [proxy.url],
+          drainUrl: () => node.amqpUrl,
+          async fault(run) {
+            const step = async (): Promise<void> => {
+              await run.moreConfirms(150);
+              await run.moreDeliveries(150);
+            };
+            await step();
+            proxy.cut();
+            await step();
+            const lost = new Promise<number>((resolve) => run.warren.once('disconnected', () => resolve(Date.now())));
+            const pausedAt = Date.now();
+            proxy.pause('both');
+            await sleep(6000);
+            proxy.resume();
+            const detected = await Promise.race([lost, sleep(1).then(() => -1)]);
+            run.note(`stalled 6 s with sockets open: ${detected > 0 ? `detected by heartbeat after ${detected - pausedAt} ms` : 'NOT detected'}`);
+            if (detected < 0) throw new Error('a 6 s stall with heartbeat 2 s was not detected');
+            await step();
+            proxy.tear('down');
+            await step();
+            proxy.tear('up');
+          },
+        });
+        judge('5 network: cut, stall 6 s, torn frames', f, f.disconnects.publish >= 4 ? [] : [`expected ≥4 losses of the publishing connection, saw ${f.disconnects.publish}`]);
+      } finally {
+        await proxy.close();
+      }
+    });
+  });
+
   describe.runIf(runs(6))('6. memory alarm: connection.blocked', () => {
     it.each(QUEUE_TYPES)('%s queue', async (queueType) => {
       let blockedAt = 0;
@@ -190,6 +254,50 @@ describe.runIf(chosen.some((n) => n !== 10))('single test-owned node', () => {
         ...((f.failures.PUBLISH_TIMEOUT ?? 0) > 0 && f.F === f.failures.PUBLISH_TIMEOUT ? [] : [`expected only PUBLISH_TIMEOUT failures, saw ${JSON.stringify(f.failures)}`]),
       ];
       judge('6 memory alarm (blocked 6 s)', f, extra);
+    });
+  });
+
+  describe.runIf(runs(8))('8. publishes to a missing exchange amid normal traffic', () => {
+    it.each(QUEUE_TYPES)('%s queue', async (queueType) => {
+      const codes: Record<string, number> = {};
+      const f = await on(queueType, 's8', {
+        async fault(run) {
+          const Missing = defineMessage({ name: 'chaos.missing', exchange: `chaos.missing.${Date.now()}`, routingKey: 'x', schema: Payload });
+          for (let i = 0; i < 3; i += 1) {
+            await run.moreConfirms(100);
+            const outcomes = await Promise.allSettled(Array.from({ length: 10 }, (_, n) => run.warren.publish(Missing, { id: `missing-${i}-${n}`, seq: n })));
+            for (const o of outcomes) {
+              const code = o.status === 'fulfilled' ? 'confirmed' : o.reason instanceof WarrenError ? o.reason.code : 'untyped';
+              codes[code] = (codes[code] ?? 0) + 1;
+            }
+          }
+          run.note(`30 publishes to a missing exchange: ${JSON.stringify(codes)}`);
+        },
+      });
+      const extra = [
+        ...(codes.PUBLISH_FAILED === 30 ? [] : [`expected all 30 to reject with PUBLISH_FAILED, saw ${JSON.stringify(codes)}`]),
+        ...(f.F === 0 ? [] : [`${f.F} publishes of the normal traffic failed: ${JSON.stringify(f.failures)}`]),
+      ];
+      judge('8 missing exchange ×3 amid traffic', f, extra);
+    });
+  });
+
+  describe.runIf(runs(9))('9. broker nack (max-length, reject-publish)', () => {
+    it.each(QUEUE_TYPES)('%s queue', async (queueType) => {
+      const f = await on(queueType, 's9', {
+        consume: false,
+        queue: { maxLength: 100, overflow: 'reject-publish' },
+        async fault(run) {
+          await waitFor(() => run.counts().published >= 500, '500 publishes');
+        },
+      });
+      f.notes.push(`max-length 100: ${f.C} confirmed, ${f.F} nacked, ${f.U} in the queue`);
+      const extra = [
+        ...(f.C === f.U ? [] : [`confirmed ${f.C} but ${f.U} were in the queue`]),
+        ...(queueType === 'classic' && f.C !== 100 ? [`a classic queue of max-length 100 confirmed ${f.C}`] : []),
+        ...(f.F > 0 && f.failures.PUBLISH_NACKED === f.F ? [] : [`expected the rest to be PUBLISH_NACKED, saw ${JSON.stringify(f.failures)}`]),
+      ];
+      judge('9 broker nack (max-length 100)', f, extra, { expectRecovery: false });
     });
   });
 

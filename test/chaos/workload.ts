@@ -20,6 +20,7 @@ import {
   WarrenError,
   type ConnectOptions,
   type ConsumerHandle,
+  type QueueDefinition,
   type Warren,
 } from '../../src/index.js';
 import type { Logger } from 'pino';
@@ -76,6 +77,8 @@ export interface WorkloadOptions {
   tailMs?: number;
   /** Publishes outstanding at once, at most (the caller's own bound while warren waits). Default 3000. */
   maxOutstanding?: number;
+  /** Extra queue options (e.g. maxLength + overflow). */
+  queue?: QueueDefinition;
   /** Whether to start the consumer at all. Default true. */
   consume?: boolean;
   logger?: Logger;
@@ -174,7 +177,7 @@ export async function runWorkload(options: WorkloadOptions): Promise<Figures> {
   const maxInFlight = connectOptions.publisher?.maxInFlight ?? 1000;
 
   const topology = defineTopology({
-    queues: { [queue]: { type: options.queueType, deadLetter: true } },
+    queues: { [queue]: { ...options.queue, type: options.queueType, deadLetter: true } },
   });
   const Message = defineMessage({ name: 'chaos.message', exchange: '', routingKey: queue, schema: Payload });
 
