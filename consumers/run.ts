@@ -1,5 +1,7 @@
-// Runs consumer modules until SIGINT/SIGTERM, then shuts down gracefully: running handlers finish
-// and ack, unconfirmed publishes settle, connections close. Usage: npx tsx consumers/billing.ts
+// Runs consumer modules until SIGINT/SIGTERM, then shuts down gracefully: subscriptions are
+// cancelled, running handlers and the messages already delivered finish and are acked (nothing
+// is sent back to be redelivered), unconfirmed publishes settle, connections close.
+// Usage: npx tsx consumers/billing.ts
 import { pathToFileURL } from 'node:url';
 import { pino } from 'pino';
 import { connect, type Consumer } from '../src/index.js';
@@ -15,7 +17,7 @@ export async function runConsumers(consumers: readonly Consumer[]): Promise<void
     process.once('SIGINT', resolve);
     process.once('SIGTERM', resolve);
   });
-  logger.info('stopping: letting running handlers finish');
+  logger.info('stopping: handling what was already delivered, then closing');
   await warren.close();
 }
 

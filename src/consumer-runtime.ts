@@ -36,7 +36,7 @@ export interface ConsumerHandle {
   readonly name: string;
   readonly queue: string;
   health(): ConsumerHealth;
-  /** Cancels the subscription, lets running handlers finish (up to stopTimeoutMs), then closes its channel. Idempotent. */
+  /** Cancels the subscription, handles what was already delivered and lets running handlers finish (up to stopTimeoutMs), then closes its channel. Idempotent. */
   stop(): Promise<void>;
 }
 
@@ -281,7 +281,8 @@ export class ConsumerRuntime implements ConsumerHandle {
   }
 
   #next(): void {
-    while (this.#running < this.#def.concurrency && !this.#stopping) {
+    // Also while stopping: messages already delivered are handled before the channel closes.
+    while (this.#running < this.#def.concurrency) {
       const d = this.#waiting.shift();
       if (d === undefined) break;
       if (d.channel !== this.#channel) continue; // from a closed channel: the broker redelivers it
@@ -377,7 +378,7 @@ export class ConsumerRuntime implements ConsumerHandle {
   }
 
   #checkIdle(): void {
-    if (this.#running > 0 || this.#idleWaiters.length === 0) return;
+    if (this.#running > 0 || this.#waiting.length > 0 || this.#idleWaiters.length === 0) return;
     for (const w of this.#idleWaiters.splice(0)) w();
   }
 
@@ -395,9 +396,11 @@ export class ConsumerRuntime implements ConsumerHandle {
     if (ch !== undefined && this.#consumerTag !== undefined) {
       await ch.cancel(this.#consumerTag).catch((err: unknown) => this.#log.debug({ err: messageOf(err) }, 'cancel failed'));
     }
-    // Not started yet: give them back now rather than when the channel closes.
-    for (const d of this.#waiting.splice(0)) await this.#settler.settle(d, { type: 'requeue' });
-    if (this.#running > 0) {
+    // Messages the broker already delivered (at most prefetch) are handled too, not handed back:
+    // a returned message comes again marked redelivered and, on a quorum queue, counts against
+    // its delivery limit. Only what is left at the deadline goes back.
+    this.#next();
+    if (this.#running > 0 || this.#waiting.length > 0) {
       const finished = await new Promise<boolean>((resolve) => {
         const timer = setTimeout(() => resolve(false), this.#def.stopTimeoutMs);
         this.#idleWaiters.push(() => {
@@ -406,7 +409,12 @@ export class ConsumerRuntime implements ConsumerHandle {
         });
       });
       if (!finished) {
-        this.#log.warn({ inFlight: this.#running, stopTimeoutMs: this.#def.stopTimeoutMs }, 'handlers still running at stop deadline; their messages will be redelivered');
+        const unstarted = this.#waiting.splice(0);
+        for (const d of unstarted) await this.#settler.settle(d, { type: 'requeue' });
+        this.#log.warn(
+          { inFlight: this.#running, returned: unstarted.length, stopTimeoutMs: this.#def.stopTimeoutMs },
+          'stop deadline reached: unstarted messages returned to the queue; those whose handlers still run will be redelivered',
+        );
       }
     }
     this.#channel = undefined;

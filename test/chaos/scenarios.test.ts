@@ -2,6 +2,9 @@
 // this suite starts itself, while warren publishes and consumes; every id is accounted for and
 // the pass rules (results.ts) are asserted. `npm run chaos` runs them all and prints the table;
 // CHAOS_SCENARIOS=ci (`npm run chaos:ci`) runs the subset CI runs, CHAOS_SCENARIOS=1,4 picks some.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
 import amqp, { type Channel } from 'amqplib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defineMessage, WarrenError } from '../../src/index.js';
@@ -35,6 +38,43 @@ async function withNodeChannel<T>(url: string, fn: (ch: Channel) => Promise<T>):
   } finally {
     await conn.close().catch(() => undefined);
   }
+}
+
+interface ConsumerChild {
+  proc: ChildProcess;
+  /** Ids whose handler finished in this process. */
+  handled: Set<string>;
+  /** How many of those the broker had flagged as redelivered. */
+  redelivered: number;
+  ready: Promise<void>;
+  /** Exit code (null when killed by a signal). */
+  exited: Promise<number | null>;
+}
+
+/** Runs test/chaos/consumer-child.ts in its own process, consuming `queue`. */
+function startConsumerChild(o: { url: string; queue: string; queueType: QueueType; prefetch: number; onHandled: (id: string) => void }): ConsumerChild {
+  const proc = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(new URL('consumer-child.ts', import.meta.url))], {
+    env: { ...process.env, AMQP_URL: o.url, QUEUE: o.queue, QUEUE_TYPE: o.queueType, PREFETCH: String(o.prefetch) },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  proc.stdout.setEncoding('utf8');
+  const child = { proc, handled: new Set<string>(), redelivered: 0 };
+  let stderr = '';
+  proc.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
+  const ready = new Promise<void>((resolve, reject) => {
+    createInterface({ input: proc.stdout }).on('line', (line) => {
+      const [word, id, flag] = line.split(' ');
+      if (word === 'ready') resolve();
+      else if (word === 'handled' && id !== undefined) {
+        child.handled.add(id);
+        if (flag === 'redelivered') child.redelivered += 1;
+        o.onHandled(id);
+      }
+    });
+    void exited.then((code) => reject(new Error(`consumer process exited (${code}) before it was ready: ${stderr}`)));
+  });
+  return Object.assign(child, { ready, exited });
 }
 
 /** Records the figures for the table, then asserts the pass rules. */
@@ -298,6 +338,62 @@ describe.runIf(chosen.some((n) => n !== 10))('single test-owned node', () => {
         ...(f.F > 0 && f.failures.PUBLISH_NACKED === f.F ? [] : [`expected the rest to be PUBLISH_NACKED, saw ${JSON.stringify(f.failures)}`]),
       ];
       judge('9 broker nack (max-length 100)', f, extra, { expectRecovery: false });
+    });
+  });
+
+  describe.runIf(runs(11))('11. consumer process killed (SIGKILL) and stopped (SIGTERM) under load', () => {
+    const CHILD_PREFETCH = 20;
+    it.each(QUEUE_TYPES)('%s queue', async (queueType) => {
+      const children: ConsumerChild[] = [];
+      let afterKill = -1;
+      let afterTerm = -1;
+      let redeliveredAfterKill = -1;
+      let redeliveredAfterTerm = -1;
+      let termExit: number | null = -1;
+      const f = await on(queueType, 's11', {
+        consume: false,
+        async fault(run) {
+          const child = async (): Promise<ConsumerChild> => {
+            const c = startConsumerChild({ url: node.amqpUrl, queue: run.queue, queueType, prefetch: CHILD_PREFETCH, onHandled: (id) => run.recordDelivery(id) });
+            children.push(c);
+            await c.ready;
+            return c;
+          };
+          const a = await child();
+          await run.moreDeliveries(300);
+          a.proc.kill('SIGKILL');
+          await a.exited;
+          const b = await child();
+          await run.moreDeliveries(300);
+          b.proc.kill('SIGTERM');
+          termExit = await b.exited;
+          await child();
+        },
+        async beforeDrain() {
+          for (const c of children) c.proc.kill('SIGTERM');
+          await Promise.all(children.map((c) => c.exited));
+          const [a, b, c] = children;
+          if (a === undefined || b === undefined || c === undefined) return;
+          afterKill = [...a.handled].filter((id) => b.handled.has(id) || c.handled.has(id)).length;
+          afterTerm = [...b.handled].filter((id) => c.handled.has(id)).length;
+          redeliveredAfterKill = b.redelivered;
+          redeliveredAfterTerm = c.redelivered;
+        },
+      });
+      // The SIGKILLed process's unacked deliveries (at most its prefetch) come again: expected.
+      f.duplicateBound += CHILD_PREFETCH;
+      f.notes.push(
+        `after SIGKILL: ${redeliveredAfterKill} redelivered to the next process, ${afterKill} of them handled twice (prefetch ${CHILD_PREFETCH}); ` +
+          `after SIGTERM (exit code ${termExit}): ${redeliveredAfterTerm} redelivered, ${afterTerm} handled twice`,
+      );
+      const extra = [
+        ...(redeliveredAfterTerm === 0 ? [] : [`${redeliveredAfterTerm} messages were redelivered after SIGTERM`]),
+        ...(redeliveredAfterKill > 0 ? [] : ['SIGKILL under load left nothing to redeliver: the scenario did not test what it says']),
+        ...(afterTerm === 0 ? [] : [`${afterTerm} messages handled before SIGTERM were delivered again`]),
+        ...(termExit === 0 ? [] : [`the consumer exited with ${termExit} on SIGTERM`]),
+        ...(afterKill >= 0 && afterKill <= CHILD_PREFETCH ? [] : [`${afterKill} redelivered after SIGKILL (prefetch ${CHILD_PREFETCH})`]),
+      ];
+      judge('11 consumer process SIGKILL, then SIGTERM', f, extra);
     });
   });
 

@@ -11,7 +11,6 @@
 //     attached again, is handling messages
 import { randomBytes } from 'node:crypto';
 import amqp from 'amqplib';
-import { z } from 'zod';
 import {
   connect,
   defineConsumer,
@@ -24,6 +23,9 @@ import {
   type Warren,
 } from '../../src/index.js';
 import type { Logger } from 'pino';
+import { Payload } from './payload.js';
+
+export { Payload };
 
 export type QueueType = 'classic' | 'quorum';
 
@@ -54,7 +56,6 @@ export interface Figures {
   notes: string[];
 }
 
-export const Payload = z.object({ id: z.string(), seq: z.number().int().nonnegative() });
 
 export interface WorkloadOptions {
   scenario: string;
@@ -79,8 +80,10 @@ export interface WorkloadOptions {
   maxOutstanding?: number;
   /** Extra queue options (e.g. maxLength + overflow). */
   queue?: QueueDefinition;
-  /** Whether to start the consumer at all. Default true. */
+  /** Whether to start warren's own consumer. Default true. false: none, or another process's (run.recordDelivery). */
   consume?: boolean;
+  /** Called once everything confirmed was consumed (or the wait gave up), before the queue is drained: stop outside consumers here. */
+  beforeDrain?: () => Promise<void>;
   logger?: Logger;
   /** The fault. Publishing and consuming go on meanwhile; `run.healed()` marks the end if earlier than its return. */
   fault: (run: Run) => Promise<void>;
@@ -105,6 +108,8 @@ export interface Run {
   readonly confirmTimes: number[];
   readonly deliveryTimes: number[];
   note(text: string): void;
+  /** Counts a delivery made by a consumer outside this process. */
+  recordDelivery(id: string): void;
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -219,6 +224,12 @@ export async function runWorkload(options: WorkloadOptions): Promise<Figures> {
   });
 
   let handle: ConsumerHandle | undefined;
+  let external = false;
+  const countDelivery = (id: string): void => {
+    deliveries.set(id, (deliveries.get(id) ?? 0) + 1);
+    delivered += 1;
+    deliveryTimes.push(Date.now());
+  };
   if (options.consume !== false) {
     const handlerMs = options.handlerMs ?? 0;
     handle = await warren.consume(
@@ -229,9 +240,7 @@ export async function runWorkload(options: WorkloadOptions): Promise<Figures> {
         concurrency: options.concurrency ?? Math.min(prefetch, 10),
         async handle(payload) {
           if (handlerMs > 0) await sleep(handlerMs);
-          deliveries.set(payload.id, (deliveries.get(payload.id) ?? 0) + 1);
-          delivered += 1;
-          deliveryTimes.push(Date.now());
+          countDelivery(payload.id);
         },
       }),
     );
@@ -313,6 +322,10 @@ export async function runWorkload(options: WorkloadOptions): Promise<Figures> {
     confirmTimes,
     deliveryTimes,
     note: (text) => void notes.push(text),
+    recordDelivery(id) {
+      external = true;
+      countDelivery(id);
+    },
   };
 
   let faultError: Error | undefined;
@@ -335,9 +348,10 @@ export async function runWorkload(options: WorkloadOptions): Promise<Figures> {
   const H = outstanding;
 
   // Wait for the consumer to have everything confirmed (or give up and let the drain find it).
-  if (handle !== undefined) {
+  if (handle !== undefined || external) {
     await until(() => [...confirmed].every((id) => deliveries.has(id)), '', 60_000).catch(() => undefined);
   }
+  await options.beforeDrain?.();
   await warren.close();
   process.off('unhandledRejection', onUnhandled);
   if (faultError !== undefined) throw faultError;
@@ -360,7 +374,7 @@ export async function runWorkload(options: WorkloadOptions): Promise<Figures> {
   // (connections open, consumer attached) and delivering again.
   let recoveryMs: number | null = null;
   const h = healthyAt;
-  const deliveredAgain = handle === undefined ? healedAt : h === undefined ? undefined : deliveryTimes.find((t) => t >= h);
+  const deliveredAgain = handle === undefined && !external ? healedAt : h === undefined ? undefined : deliveryTimes.find((t) => t >= h);
   if (healedAt !== undefined && firstConfirmAfterHeal !== undefined && deliveredAgain !== undefined) {
     recoveryMs = Math.max(firstConfirmAfterHeal, deliveredAgain) - healedAt;
   }

@@ -259,45 +259,67 @@ describe('consume()', () => {
     expect(counts[1]).toBe(1);
   });
 
-  it('stop(): the running handler finishes and acks, unstarted prefetched messages go back, nothing more is consumed', async () => {
+  it('stop(): cancels at once, handles what was already delivered, acks it all, consumes nothing more', async () => {
     expect.hasAssertions();
     const s = pingSetup();
     const warren = await openClient({ topology: s.topology });
     const release = gate();
-    const started: string[] = [];
-    const finished: string[] = [];
+    const handled: { id: string; redelivered: boolean }[] = [];
     await Promise.all(Array.from({ length: 5 }, (_, n) => warren.publish(s.message, { id: `m${n}`, n })));
     const handle = await warren.consume(
       defineConsumer({
         queue: s.queue,
         message: s.message,
         prefetch: 5,
-        handle: async (p) => {
-          started.push(p.id);
+        handle: async (p, ctx) => {
           await release.promise;
-          finished.push(p.id);
+          handled.push({ id: p.id, redelivered: ctx.redelivered });
         },
       }),
     );
     await waitFor(async () => (await queueCounts(s.queue)).messages === 0, 'all five prefetched');
     let stopped = false;
     const stopping = handle.stop().then(() => (stopped = true));
-    // The four that never started are back in the queue while the first handler still runs.
-    await waitFor(async () => {
-      const c = await queueCounts(s.queue);
-      return c.consumers === 0 && c.messages === 4;
-    }, 'the consumer cancelled and four messages returned');
+    // Cancelled while the first handler still runs: no consumer, and nothing handed back.
+    await waitFor(async () => (await queueCounts(s.queue)).consumers === 0, 'the consumer cancelled');
+    expect(await queueCounts(s.queue)).toEqual({ messages: 0, consumers: 0 });
     expect(stopped).toBe(false);
     release.open();
     await stopping;
-    expect(started).toEqual(['m0']);
-    expect(finished).toEqual(['m0']);
-    // m0 was acked before the channel closed: closing would otherwise have requeued it (5).
-    expect(await queueCounts(s.queue)).toEqual({ messages: 4, consumers: 0 });
+    // The four prefetched behind it were handled too, each once, none redelivered, all acked.
+    expect(handled).toEqual(['m0', 'm1', 'm2', 'm3', 'm4'].map((id) => ({ id, redelivered: false })));
+    expect(await queueCounts(s.queue)).toEqual({ messages: 0, consumers: 0 });
     expect(warren.health().consumers).toEqual([]);
     await warren.publish(s.message, { id: 'after', n: 9 });
-    expect(await queueCounts(s.queue)).toEqual({ messages: 5, consumers: 0 });
+    expect(await queueCounts(s.queue)).toEqual({ messages: 1, consumers: 0 });
+    expect(handled).toHaveLength(5);
+  });
+
+  it('stop() deadline: unstarted messages go back to the queue, the running one is redelivered', async () => {
+    expect.hasAssertions();
+    const s = pingSetup();
+    const warren = await openClient({ topology: s.topology });
+    const never = gate();
+    const started: string[] = [];
+    await Promise.all(Array.from({ length: 3 }, (_, n) => warren.publish(s.message, { id: `m${n}`, n })));
+    const handle = await warren.consume(
+      defineConsumer({
+        queue: s.queue,
+        message: s.message,
+        prefetch: 3,
+        stopTimeoutMs: 300,
+        handle: async (p) => {
+          started.push(p.id);
+          await never.promise;
+        },
+      }),
+    );
+    await waitFor(() => started.length === 1 && queueCounts(s.queue).then((c) => c.messages === 0), 'all three prefetched, one started');
+    await handle.stop();
     expect(started).toEqual(['m0']);
+    // Two returned at the deadline, and m0 when the channel closed under its stuck handler.
+    expect(await queueCounts(s.queue)).toEqual({ messages: 3, consumers: 0 });
+    never.open();
   });
 
   it('rejects consume() of a missing queue with ConsumeError CONSUME_FAILED; the client goes on consuming', async () => {
