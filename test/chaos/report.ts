@@ -14,7 +14,9 @@ export default async function setup(): Promise<() => Promise<void>> {
     const rows = (await readFile(FIGURES_FILE, 'utf8'))
       .split('\n')
       .filter((l) => l.trim() !== '')
-      .map((l) => JSON.parse(l) as Row);
+      .map((l) => JSON.parse(l) as Row)
+      // In scenario order (titles start with the scenario's number), whatever order they ran in.
+      .sort((a, b) => Number.parseInt(a.title, 10) - Number.parseInt(b.title, 10));
     if (rows.length === 0) return;
     const machine = `${os.cpus().length} cores, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}`;
     console.log(`\nchaos figures (${started.toISOString()}, ${machine}):\n\n${formatTable(rows)}\n`);
