@@ -8,10 +8,10 @@
 import { execFile, execFileSync, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { chown, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { managementAt } from './broker.js';
+import { portOpen } from './net.js';
 
 const RABBITMQ_HOME = '/var/lib/rabbitmq';
 const isRoot = process.getuid?.() === 0;
@@ -26,19 +26,6 @@ export function nodeSupportProblem(): string | undefined {
     );
   }
   return undefined;
-}
-
-function portOpen(port: number, timeoutMs = 500): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = net.connect({ host: '127.0.0.1', port });
-    const done = (ok: boolean): void => {
-      socket.destroy();
-      resolve(ok);
-    };
-    socket.setTimeout(timeoutMs, () => done(false));
-    socket.once('connect', () => done(true));
-    socket.once('error', () => done(false));
-  });
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -156,7 +143,7 @@ export class RabbitNode {
 
   /** Starts the node's Erlang VM (detached) and waits until AMQP answers. Data from before is kept. */
   async start(timeoutMs = 60_000): Promise<void> {
-    if (await portOpen(this.amqpPort)) throw new Error(`port ${this.amqpPort} is already taken; is ${this.name} still running?`);
+    if (await portOpen('127.0.0.1', this.amqpPort, 500)) throw new Error(`port ${this.amqpPort} is already taken; is ${this.name} still running?`);
     const command = 'ulimit -n 65536 2>/dev/null; exec "$@"';
     const argv = isRoot ? ['runuser', '-u', 'rabbitmq', '--', 'rabbitmq-server'] : ['rabbitmq-server'];
     // Detached with ignored stdio: a node whose stdio pipes close when the test process exits dies with it.
@@ -171,7 +158,7 @@ export class RabbitNode {
     // await_startup fails at once until the node has registered with epmd: retry it.
     for (;;) {
       const r = await this.ctl(['await_startup', '--timeout', '30'], 35_000);
-      if (r.code === 0 && (await portOpen(this.amqpPort))) return;
+      if (r.code === 0 && (await portOpen('127.0.0.1', this.amqpPort, 500))) return;
       if (Date.now() > deadline) {
         throw new Error(`${this.name} did not start within ${timeoutMs} ms: ${r.stderr.trim() || r.stdout.trim()} (log: ${this.logFile})`);
       }
@@ -224,7 +211,7 @@ export class RabbitNode {
     const pid = await this.pid();
     process.kill(pid, 'SIGKILL');
     const deadline = Date.now() + 10_000;
-    while (alive(pid) || (await portOpen(this.amqpPort))) {
+    while (alive(pid) || (await portOpen('127.0.0.1', this.amqpPort, 500))) {
       if (Date.now() > deadline) throw new Error(`${this.name} (pid ${pid}) still alive 10 s after SIGKILL`);
       await sleep(50);
     }

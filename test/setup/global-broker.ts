@@ -5,9 +5,9 @@
 //   4. else fail with a message that says what to start.
 // Unit tests need none of this, but share the run: a missing broker fails the run loudly
 // rather than skipping integration tests silently.
-import net from 'node:net';
 import type {} from 'vitest';
 import type { TestProject } from 'vitest/node';
+import { portOpen } from '../helpers/net.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -31,19 +31,6 @@ function parseUrl(url: string, name: string): URL {
   } catch {
     throw new Error(`${name} is not a valid URL: ${redact(url)}`);
   }
-}
-
-function portOpen(host: string, port: number, timeoutMs = 1000): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = net.connect({ host, port });
-    const done = (ok: boolean): void => {
-      socket.destroy();
-      resolve(ok);
-    };
-    socket.setTimeout(timeoutMs, () => done(false));
-    socket.once('connect', () => done(true));
-    socket.once('error', () => done(false));
-  });
 }
 
 /** Derives the management URL from an AMQP URL: same host and credentials, port 15672. */
