@@ -4,6 +4,7 @@ import amqplib from 'amqplib';
 import { AMQPClient } from '@cloudamqp/amqp-client';
 import amqpConnectionManager from 'amqp-connection-manager';
 import { Connection as RabbitClient } from 'rabbitmq-client';
+import rascal from 'rascal';
 import { z } from 'zod';
 import { connect, defineConsumer, defineMessage } from '../src/index.js';
 
@@ -155,6 +156,8 @@ export async function connectionManager(url: string): Promise<Adapter> {
         },
       });
       await done;
+      // cancel is a round trip on the same channel: once it returns, the broker has every ack.
+      await sub.cancelAll();
       await sub.close();
     },
     async close() {
@@ -218,6 +221,80 @@ export async function cloudamqp(url: string): Promise<Adapter> {
     async close() {
       await conn.close();
       await subConn.close();
+    },
+  };
+}
+
+/**
+ * rascal is configured up front: one broker (one connection) per queue, with a confirmed,
+ * persistent publication and a subscription, created on first use and shut down once the
+ * queue has been consumed. (A broker per call would open thousands of connections in the
+ * latency run, one per message.)
+ */
+export async function rascalAdapter(url: string): Promise<Adapter> {
+  const brokers = new Map<string, Promise<rascal.BrokerAsPromised>>();
+  const brokerFor = (queue: string, prefetch = 100): Promise<rascal.BrokerAsPromised> => {
+    let b = brokers.get(queue);
+    if (b === undefined) {
+      const config = rascal.withDefaultConfig({
+        vhosts: {
+          '/': {
+            connection: { url },
+            queues: { [queue]: { assert: false, check: true } },
+            publications: { pub: { queue, confirm: true, options: { persistent: true, contentType: 'application/json' } } },
+            subscriptions: { sub: { queue, prefetch } },
+          },
+        },
+      });
+      b = rascal.BrokerAsPromised.create(config).then((broker) => {
+        broker.on('error', (err: unknown) => console.error('rascal broker error', err));
+        return broker;
+      });
+      brokers.set(queue, b);
+    }
+    return b;
+  };
+  const shutdown = async (queue: string): Promise<void> => {
+    const b = brokers.get(queue);
+    brokers.delete(queue);
+    if (b !== undefined) await (await b).shutdown();
+  };
+  return {
+    name: 'rascal',
+    async publish(queue, bodies, count, window) {
+      const broker = await brokerFor(queue);
+      await windowed(
+        count,
+        window,
+        async (i) =>
+          new Promise<void>((resolve, reject) => {
+            broker.publish('pub', bodies(i)).then(
+              (publication) =>
+                publication
+                  .on('success', () => resolve())
+                  .on('error', (err: Error) => reject(err))
+                  .on('return', () => reject(new Error('rascal: message returned'))),
+              reject,
+            );
+          }),
+      );
+    },
+    async consume(queue, count, prefetch, onMessage) {
+      const broker = await brokerFor(queue, prefetch);
+      const { tick, done } = countdown(count);
+      const sub = await broker.subscribe('sub', { prefetch });
+      sub.on('message', (message: amqplib.Message, _content: unknown, ackOrNack: () => void) => {
+        onMessage?.(message.content);
+        ackOrNack();
+        tick();
+      });
+      sub.on('error', (err: unknown) => console.error('rascal subscription error', err));
+      await done;
+      await sub.cancel();
+      await shutdown(queue);
+    },
+    async close() {
+      for (const q of [...brokers.keys()]) await shutdown(q);
     },
   };
 }

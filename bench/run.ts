@@ -6,7 +6,7 @@
 import { writeFileSync, mkdirSync } from 'node:fs';
 import os from 'node:os';
 import amqplib from 'amqplib';
-import { cloudamqp, connectionManager, rabbitmqClient, rawAmqplib, warren, type Adapter } from './adapters.js';
+import { cloudamqp, connectionManager, rabbitmqClient, rascalAdapter, rawAmqplib, warren, type Adapter } from './adapters.js';
 
 const url = process.env['AMQP_URL'] ?? 'amqp://guest:guest@127.0.0.1:5672';
 const N = Number(process.env['BENCH_MESSAGES'] ?? 20_000);
@@ -20,6 +20,7 @@ const factories: Record<string, (u: string) => Promise<Adapter>> = {
   warren: (u) => warren(u, true),
   'warren (no validation)': (u) => warren(u, false),
   'amqp-connection-manager': connectionManager,
+  rascal: rascalAdapter,
   'rabbitmq-client': rabbitmqClient,
   '@cloudamqp/amqp-client': cloudamqp,
 };
