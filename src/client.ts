@@ -11,7 +11,7 @@ import { TypedEmitter } from './events.js';
 import { silentLogger, type Logger } from './logger.js';
 import type { MessageContract, PayloadInput } from './message.js';
 import { ManagementClient } from './management.js';
-import { Publisher, type PublishOptions, type PublishReceipt } from './producer.js';
+import { Publisher, type PublisherStats, type PublishOptions, type PublishReceipt } from './producer.js';
 import { retryPolicySchema, type RetryPolicyInput } from './retry.js';
 import { emptyTopology, type Topology } from './topology.js';
 
@@ -49,6 +49,7 @@ const optionsSchema = z.strictObject({
       maxBufferedMessages: z.number().int().min(1).default(50_000),
       maxBufferedBytes: z.number().int().min(1).default(128 * MiB),
       maxMessageBytes: z.number().int().min(1).default(16 * MiB),
+      whenFull: z.enum(['reject', 'wait']).default('reject'),
     })
     .prefault({}),
 });
@@ -85,6 +86,8 @@ export interface ConnectOptions {
     maxBufferedBytes?: number;
     /** Largest body accepted; larger rejects with MessageTooLargeError. Default 16 MiB. */
     maxMessageBytes?: number;
+    /** A publish that finds the buffer full: 'reject' at once with PublishBufferFullError (default), or 'wait' for room until its `timeout`, then PublishBufferFullError. */
+    whenFull?: 'reject' | 'wait';
   };
   /** The retry policy of consumers that have none of their own (see defineConsumer's `retry`). Default: none. */
   retry?: RetryPolicyInput;
@@ -106,6 +109,8 @@ export interface Health {
   blocked: boolean;
   connections: { publish: ConnectionHealth; consume: ConnectionHealth | undefined };
   consumers: ConsumerHealth[];
+  /** Publishes in flight, buffered (and their bytes), and waiting for room. */
+  publisher: PublisherStats;
 }
 
 export interface WarrenEvents {
@@ -165,6 +170,7 @@ export class Warren extends TypedEmitter<WarrenEvents> {
         maxBufferedMessages: settings.publisher.maxBufferedMessages,
         maxBufferedBytes: settings.publisher.maxBufferedBytes,
         maxMessageBytes: settings.publisher.maxMessageBytes,
+        whenFull: settings.publisher.whenFull,
         appId: settings.name,
       },
       this.#root,
@@ -321,11 +327,12 @@ export class Warren extends TypedEmitter<WarrenEvents> {
       blocked: this.#publishConn.state === 'blocked' || this.#consumeConn?.state === 'blocked',
       connections: { publish: conn(this.#publishConn), consume: this.#consumeConn !== undefined ? conn(this.#consumeConn) : undefined },
       consumers,
+      publisher: this.#publisher.stats(),
     };
   }
 
   /**
-   * Stops consuming (running handlers finish, up to each consumer's stopTimeoutMs), waits for
+   * Stops consuming (running handlers and messages already delivered finish, up to each consumer's stopTimeoutMs), waits for
    * unconfirmed publishes (up to `closeTimeout`), then closes both connections. Idempotent.
    */
   close(): Promise<void> {

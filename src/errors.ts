@@ -264,10 +264,12 @@ export class PublishTimeoutError extends WarrenError {
 export class PublishBufferFullError extends WarrenError {
   readonly messageId: string;
 
-  constructor(t: PublishTarget, limit: string) {
+  /** `waitedMs`: with publisher.whenFull 'wait', how long it waited for room before giving up. */
+  constructor(t: PublishTarget, limit: string, waitedMs?: number) {
     super(
       'PUBLISH_BUFFER_FULL',
-      `Cannot buffer ${target(t)}: ${limit} are already waiting for the broker. ` +
+      `Cannot buffer ${target(t)}: ${limit} are already waiting for the broker` +
+        (waitedMs === undefined ? '. ' : `, and no room freed up within its ${waitedMs} ms deadline. `) +
         'Slow down, or raise publisher.maxBufferedMessages / maxBufferedBytes.',
     );
     this.messageId = t.messageId;

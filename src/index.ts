@@ -18,7 +18,7 @@ export type {
 export { defineMessage } from './message.js';
 export type { MessageContract, MessageDefinition, Payload, PayloadInput } from './message.js';
 
-export type { PublishOptions, PublishReceipt } from './producer.js';
+export type { PublisherStats, PublishOptions, PublishReceipt } from './producer.js';
 
 export { NonRetryableError, Header as WarrenHeader } from './retry.js';
 export type { RetryPolicyInput as RetryPolicy } from './retry.js';

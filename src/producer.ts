@@ -39,6 +39,17 @@ export interface PublishOptions {
   timeoutMs?: number;
 }
 
+/** The publisher's buffer and window, as `warren.health().publisher` shows them. */
+export interface PublisherStats {
+  /** Sent and waiting for the broker's confirm. */
+  inFlight: number;
+  /** Waiting to be sent (disconnected, blocked, or the window is full). */
+  buffered: number;
+  bufferedBytes: number;
+  /** whenFull 'wait': publishes waiting for room in the buffer. */
+  waitingForRoom: number;
+}
+
 /** What a confirmed publish resolves with. */
 export interface PublishReceipt {
   messageId: string;
@@ -55,6 +66,8 @@ export interface PublisherSettings {
   maxBufferedBytes: number;
   /** Largest body accepted, in bytes. */
   maxMessageBytes: number;
+  /** A publish that finds the buffer full: 'reject' at once, or 'wait' for room until its deadline. */
+  whenFull: 'reject' | 'wait';
   /** Sent as the AMQP app-id property. */
   appId: string;
 }
@@ -93,6 +106,8 @@ export class Publisher {
   #head = 0;
   #waitingBytes = 0;
   #inFlight = new Set<Pending>();
+  /** whenFull 'wait': publishes waiting for room in the buffer, oldest first. */
+  #roomWaiters: Pending[] = [];
   #channel: ConfirmChannel | undefined;
   #opening = false;
   #writable = true;
@@ -124,7 +139,17 @@ export class Publisher {
 
   /** Messages accepted by `publish()` and not yet settled. */
   get pending(): number {
-    return this.#waiting.length - this.#head + this.#inFlight.size;
+    return this.#waiting.length - this.#head + this.#inFlight.size + this.#roomWaiters.length;
+  }
+
+  /** What the publisher holds now: for health() and dashboards. */
+  stats(): PublisherStats {
+    return {
+      inFlight: this.#inFlight.size,
+      buffered: this.#waiting.length - this.#head,
+      bufferedBytes: this.#waitingBytes,
+      waitingForRoom: this.#roomWaiters.length,
+    };
   }
 
   /**
@@ -184,13 +209,8 @@ export class Publisher {
 
   #enqueue(exchange: string, routingKey: string, content: Buffer, amqpOptions: Options.Publish & { messageId: string }, timeoutMs: number): Promise<PublishReceipt> {
     const messageId = amqpOptions.messageId;
-    const waitingCount = this.#waiting.length - this.#head;
-    if (waitingCount >= this.#settings.maxBufferedMessages) {
-      throw new PublishBufferFullError({ messageId, exchange, routingKey }, `${waitingCount} messages`);
-    }
-    if (this.#waitingBytes + content.length > this.#settings.maxBufferedBytes) {
-      throw new PublishBufferFullError({ messageId, exchange, routingKey }, `${this.#waitingBytes} bytes`);
-    }
+    const full = this.#roomWaiters.length > 0 ? 'earlier publishes waiting for room' : this.#fullBecause(content.length);
+    if (full !== undefined && this.#settings.whenFull === 'reject') throw new PublishBufferFullError({ messageId, exchange, routingKey }, full);
     return new Promise<PublishReceipt>((resolve, reject) => {
       const p: Pending = {
         exchange,
@@ -206,11 +226,41 @@ export class Publisher {
         wasSent: false,
         settled: false,
       };
-      this.#waiting.push(p);
-      this.#waitingBytes += content.length;
       this.#armSweep();
+      if (full !== undefined) {
+        // whenFull 'wait': admitted in order as room frees up, or rejected at its deadline.
+        this.#roomWaiters.push(p);
+        return;
+      }
+      this.#buffer(p);
       this.#pump();
     });
+  }
+
+  /** Why a body of `bytes` does not fit in the buffer now, or undefined when it does. */
+  #fullBecause(bytes: number): string | undefined {
+    const waitingCount = this.#waiting.length - this.#head;
+    if (waitingCount >= this.#settings.maxBufferedMessages) return `${waitingCount} messages`;
+    if (this.#waitingBytes + bytes > this.#settings.maxBufferedBytes) return `${this.#waitingBytes} bytes`;
+    return undefined;
+  }
+
+  #buffer(p: Pending): void {
+    this.#waiting.push(p);
+    this.#waitingBytes += p.content.length;
+  }
+
+  /** Moves publishes waiting for room into the buffer while it has room; returns how many. */
+  #admit(): number {
+    let admitted = 0;
+    for (;;) {
+      const p = this.#roomWaiters[0];
+      if (p === undefined || this.#fullBecause(p.content.length) !== undefined) return admitted;
+      this.#roomWaiters.shift();
+      if (p.settled) continue;
+      this.#buffer(p);
+      admitted += 1;
+    }
   }
 
   /** Sends waiting messages while the channel is up, unblocked, writable and the window has room. */
@@ -231,6 +281,10 @@ export class Publisher {
     } else if (this.#head > 1024 && this.#head * 2 > this.#waiting.length) {
       this.#waiting = this.#waiting.slice(this.#head);
       this.#head = 0;
+    }
+    if (this.#roomWaiters.length > 0 && this.#admit() > 0) {
+      this.#pump();
+      return;
     }
     this.#checkIdle();
   }
@@ -407,6 +461,13 @@ export class Publisher {
     for (const p of this.#inFlight) {
       if (!p.settled && p.deadline <= now) this.#settle(p, new PublishTimeoutError(p, p.timeoutMs, true));
     }
+    if (this.#roomWaiters.some((p) => p.deadline <= now)) {
+      this.#roomWaiters = this.#roomWaiters.filter((p) => {
+        if (p.deadline > now) return true;
+        this.#settle(p, new PublishBufferFullError(p, this.#fullBecause(p.content.length) ?? 'earlier messages', p.timeoutMs));
+        return false;
+      });
+    }
     if (this.pending === 0 && this.#sweepTimer !== undefined) {
       clearInterval(this.#sweepTimer);
       this.#sweepTimer = undefined;
@@ -424,7 +485,7 @@ export class Publisher {
     let n = 0;
     for (let i = this.#head; i < this.#waiting.length; i += 1) if (this.#waiting[i]?.settled === false) n += 1;
     for (const p of this.#inFlight) if (!p.settled) n += 1;
-    return n;
+    return n + this.#roomWaiters.length;
   }
 
   /**
@@ -442,7 +503,7 @@ export class Publisher {
         });
       });
     }
-    const left = [...this.#waiting.slice(this.#head), ...this.#inFlight, ...this.#lostOnClose];
+    const left = [...this.#waiting.slice(this.#head), ...this.#inFlight, ...this.#lostOnClose, ...this.#roomWaiters.splice(0)];
     let dropped = 0;
     for (const p of left) {
       if (p === undefined || p.settled) continue;

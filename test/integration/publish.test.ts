@@ -203,6 +203,39 @@ describe('publish()', () => {
     expect(await drainIds(s.queue)).toEqual(['m0', 'm1', 'm2']);
   });
 
+  it("whenFull 'wait': a publish that finds the buffer full waits for room, then goes out; health() shows it waiting", async () => {
+    expect.hasAssertions();
+    const s = pingSetup();
+    const p = await proxy();
+    const warren = await openClient({ urls: [p.url], topology: s.topology, publisher: { maxInFlight: 1, maxBufferedMessages: 2, whenFull: 'wait' } });
+    p.pause('both');
+    const all = [0, 1, 2, 3].map((n) => warren.publish(s.message, { id: `m${n}`, n }));
+    await waitFor(() => warren.health().publisher.waitingForRoom === 1, 'the fourth waiting for room');
+    expect(warren.health().publisher).toMatchObject({ inFlight: 1, buffered: 2, waitingForRoom: 1 });
+    expect(warren.health().publisher.bufferedBytes).toBeGreaterThan(0);
+    p.resume();
+    await expect(Promise.all(all)).resolves.toHaveLength(4);
+    expect(await drainIds(s.queue)).toEqual(['m0', 'm1', 'm2', 'm3']);
+    expect(warren.health().publisher).toEqual({ inFlight: 0, buffered: 0, bufferedBytes: 0, waitingForRoom: 0 });
+  });
+
+  it("whenFull 'wait': no room before the publish's deadline → PUBLISH_BUFFER_FULL; it was never sent", async () => {
+    expect.hasAssertions();
+    const s = pingSetup();
+    const p = await proxy();
+    const warren = await openClient({ urls: [p.url], topology: s.topology, publisher: { maxInFlight: 1, maxBufferedMessages: 1, whenFull: 'wait' } });
+    p.pause('both');
+    const first = [0, 1].map((n) => warren.publish(s.message, { id: `m${n}`, n }, { timeoutMs: 10_000 }));
+    const started = Date.now();
+    const err = await rejection(warren.publish(s.message, { id: 'late', n: 2 }, { timeoutMs: 400 }), PublishBufferFullError);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(380);
+    expect(err.code).toBe('PUBLISH_BUFFER_FULL');
+    expect(err.message).toMatch(/400 ms deadline/);
+    p.resume();
+    await expect(Promise.all(first)).resolves.toHaveLength(2);
+    expect(await drainIds(s.queue)).toEqual(['m0', 'm1']);
+  });
+
   it('pipelines: all 50 publishes are on the wire before the first confirm comes back', async () => {
     expect.hasAssertions();
     const s = pingSetup();
