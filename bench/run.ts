@@ -139,6 +139,21 @@ async function main(): Promise<void> {
     byScenario.set(scenario, [...(byScenario.get(scenario) ?? []), s]);
   };
   console.log(`warren bench: ${N} × 1 KiB persistent messages, window ${WINDOW}, prefetch ${PREFETCH}, ${ROUNDS} rounds, clients: ${clients.join(', ')}`);
+  // One untimed pass per client first, so the JIT has warmed every client's code path alike
+  // (otherwise whichever runs first in round 1 pays for warming up the shared amqplib code).
+  for (const client of clients) {
+    const adapter = await factories[client]!(url);
+    try {
+      await withQueue(false, async (queue) => {
+        const n = Math.min(N, 5000);
+        await adapter.publish(queue, body, n, WINDOW, payload);
+        await adapter.consume(queue, n, PREFETCH);
+      });
+    } finally {
+      await adapter.close();
+    }
+  }
+  process.stdout.write('warm-up done\n');
   for (let round = 1; round <= ROUNDS; round += 1) {
     for (const client of clients) {
       const adapter = await factories[client]!(url);

@@ -10,6 +10,7 @@ import { decodeBody, validatePayload } from './message.js';
 import { decideAction, type Outcome, type Rule } from './outcome.js';
 import type { Publisher } from './producer.js';
 import { attemptOf, retryDelay, retryTiers, waitQueueName, type RetryPolicy } from './retry.js';
+import { Acker } from './acker.js';
 import { Settler, type Delivery } from './settle.js';
 
 /** Whether a consumer is attached to its queue, and since when. */
@@ -70,6 +71,8 @@ export class ConsumerRuntime implements ConsumerHandle {
   #since = new Date();
   #reason: string | undefined = 'not started';
   #waiting: Delivery[] = [];
+  /** Coalesces the acks of the current channel. */
+  #acker: Acker | undefined;
   #running = 0;
   #stopping = false;
   #stopPromise: Promise<void> | undefined;
@@ -203,6 +206,7 @@ export class ConsumerRuntime implements ConsumerHandle {
     ch.on('close', () => this.#onChannelClose(conn, ch));
     await ch.prefetch(this.#def.prefetch);
     this.#channel = ch;
+    this.#acker = new Acker(ch, this.#log);
     return ch;
   }
 
@@ -254,7 +258,9 @@ export class ConsumerRuntime implements ConsumerHandle {
       }
       return;
     }
-    const delivery: Delivery = { msg, channel: ch, settled: false };
+    const acker = this.#acker;
+    if (acker === undefined || this.#channel !== ch) return; // a late delivery on a channel already replaced: the broker redelivers it
+    const delivery: Delivery = { msg, channel: ch, acker, slot: acker.track(msg), settled: false };
     if (this.#running < this.#def.concurrency) void this.#handle(delivery);
     else this.#waiting.push(delivery);
   }
@@ -418,6 +424,9 @@ export class ConsumerRuntime implements ConsumerHandle {
       }
     }
     this.#channel = undefined;
+    // Acks still waiting for the end of this turn go out before the channel closes.
+    this.#acker?.flush();
+    this.#acker = undefined;
     if (ch !== undefined) await closeWithin(ch, CLOSE_WAIT_MS);
     this.#setDetached('stopped');
     this.#consumerTag = undefined;

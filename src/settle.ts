@@ -1,4 +1,5 @@
 import type { Channel, ConsumeMessage } from 'amqplib';
+import type { Acker, AckSlot } from './acker.js';
 import { copyProperties } from './copy.js';
 import { messageOf, ValidationError, WarrenError } from './errors.js';
 import type { Logger } from './logger.js';
@@ -10,6 +11,9 @@ import { attemptOf, bounded, Header, MAX_ERROR_MESSAGE, MAX_ISSUES_JSON, waitQue
 export interface Delivery {
   readonly msg: ConsumeMessage;
   readonly channel: Channel;
+  /** The channel's ack coalescer and this delivery's place in it. */
+  readonly acker: Acker;
+  readonly slot: AckSlot;
   settled: boolean;
 }
 
@@ -49,9 +53,9 @@ export class Settler {
     }
     switch (action.type) {
       case 'ack':
-        return this.#raw(delivery, () => delivery.channel.ack(delivery.msg));
+        return delivery.acker.ack(delivery.slot);
       case 'requeue':
-        return this.#raw(delivery, () => delivery.channel.nack(delivery.msg, false, true));
+        return delivery.acker.nack(delivery.slot, true);
       case 'retry':
         return this.#retry(delivery, action.delayMs, error);
       case 'dead-letter':
@@ -62,15 +66,7 @@ export class Settler {
   /** Manual mode's plain nack / reject: no copy, the broker dead-letters (or drops) it. */
   nack(delivery: Delivery, requeue: boolean): void {
     delivery.settled = true;
-    if (this.#d.isCurrent(delivery.channel)) this.#raw(delivery, () => delivery.channel.nack(delivery.msg, false, requeue));
-  }
-
-  #raw(delivery: Delivery, op: () => void): void {
-    try {
-      op();
-    } catch (err) {
-      this.#d.log.debug({ messageId: delivery.msg.properties.messageId as unknown, err: messageOf(err) }, 'could not settle delivery; the channel closed (the broker redelivers it)');
-    }
+    if (this.#d.isCurrent(delivery.channel)) delivery.acker.nack(delivery.slot, requeue);
   }
 
   async #retry(delivery: Delivery, delayMs: number, error: unknown): Promise<void> {
@@ -83,7 +79,7 @@ export class Settler {
       await this.#d.publisher.publishRaw('', waitQueue, msg.content, copyProperties(msg, headers, `${this.#d.queue}:${msg.fields.deliveryTag}:${Date.now()}`));
     } catch (err) {
       this.#d.log.error({ messageId: msg.properties.messageId as unknown, waitQueue, err: messageOf(err) }, 'could not schedule the retry; requeueing the message instead');
-      if (this.#d.isCurrent(delivery.channel)) this.#raw(delivery, () => delivery.channel.nack(msg, false, true));
+      if (this.#d.isCurrent(delivery.channel)) delivery.acker.nack(delivery.slot, true);
       return;
     }
     this.#d.log.warn({ messageId: msg.properties.messageId as unknown, attempt, nextAttempt: attempt + 1, delayMs, err: errorText(error) }, 'handler failed; retrying later');
@@ -98,7 +94,7 @@ export class Settler {
     const level = reason === 'invalid' || reason === 'handler' || reason === 'non-retryable' ? 'warn' : 'error';
     if (target === undefined) {
       this.#d.log[level === 'warn' ? 'warn' : 'error']({ messageId, reason, err: errorText(error) }, 'message rejected; its queue has no dead-letter queue, so the broker discards it');
-      this.#raw(delivery, () => delivery.channel.nack(msg, false, false));
+      delivery.acker.nack(delivery.slot, false);
       return;
     }
     const headers: Record<string, unknown> = {
@@ -113,7 +109,7 @@ export class Settler {
     } catch (err) {
       // The copy failed: a plain reject still reaches the queue's dead-letter exchange, without the reason headers.
       this.#d.log.error({ messageId, err: messageOf(err) }, 'could not publish the dead letter; rejecting the message to the broker instead');
-      if (this.#d.isCurrent(delivery.channel)) this.#raw(delivery, () => delivery.channel.nack(msg, false, false));
+      if (this.#d.isCurrent(delivery.channel)) delivery.acker.nack(delivery.slot, false);
       return;
     }
     this.#d.log[level]({ messageId, reason, err: errorText(error) }, 'message dead-lettered');
@@ -122,7 +118,7 @@ export class Settler {
 
   #ackAfterCopy(delivery: Delivery): void {
     if (this.#d.isCurrent(delivery.channel)) {
-      this.#raw(delivery, () => delivery.channel.ack(delivery.msg));
+      delivery.acker.ack(delivery.slot);
     } else {
       this.#d.log.warn({ messageId: delivery.msg.properties.messageId as unknown }, 'channel closed after the copy was confirmed; the broker will redeliver the original too (a duplicate)');
     }

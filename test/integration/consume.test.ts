@@ -295,6 +295,35 @@ describe('consume()', () => {
     expect(handled).toHaveLength(5);
   });
 
+  it('a slow handler does not hold the prefetch slots of messages finished after it; everything ends acked', async () => {
+    expect.hasAssertions();
+    const s = pingSetup();
+    const warren = await openClient({ topology: s.topology });
+    const slow = gate();
+    const handled: string[] = [];
+    await Promise.all(Array.from({ length: 6 }, (_, n) => warren.publish(s.message, { id: `m${n}`, n })));
+    const handle = await warren.consume(
+      defineConsumer({
+        queue: s.queue,
+        message: s.message,
+        prefetch: 3,
+        concurrency: 3,
+        handle: async (p) => {
+          if (p.id === 'm0') await slow.promise;
+          handled.push(p.id);
+        },
+      }),
+    );
+    // m1 and m2 finish while m0 runs: acked on their own, they free two slots for m3..m5.
+    await waitFor(() => handled.length === 5, 'the five messages behind the slow one handled');
+    expect([...handled].sort()).toEqual(['m1', 'm2', 'm3', 'm4', 'm5']);
+    slow.open();
+    await waitFor(() => handled.length === 6, 'the slow one handled');
+    await handle.stop();
+    // Nothing unacked went back to the queue when the channel closed.
+    expect(await queueCounts(s.queue)).toEqual({ messages: 0, consumers: 0 });
+  });
+
   it('stop() deadline: unstarted messages go back to the queue, the running one is redelivered', async () => {
     expect.hasAssertions();
     const s = pingSetup();

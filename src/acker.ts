@@ -1,0 +1,95 @@
+import type { Channel, ConsumeMessage } from 'amqplib';
+import { messageOf } from './errors.js';
+import type { Logger } from './logger.js';
+
+/** A delivery's place in its channel's ack order. */
+export interface AckSlot {
+  readonly msg: ConsumeMessage;
+  /** open: not settled yet · ack: ack requested, not sent · done: acked or nacked on the wire. */
+  state: 'open' | 'ack' | 'done';
+}
+
+/**
+ * The acks of one consumer channel, coalesced. Deliveries arrive in delivery-tag order; acks
+ * requested during one event-loop turn go out together at its end: the run of finished
+ * deliveries at the front is acked with a single basic.ack (multiple), so a batch of 100 costs
+ * one frame instead of 100. A finished delivery behind one still running is acked on its own,
+ * so a slow handler never holds the other messages' prefetch slots. Nacks go out at once.
+ * A multiple ack never covers an unfinished delivery: it stops at the first open one.
+ */
+export class Acker {
+  readonly #channel: Channel;
+  readonly #log: Logger;
+  #slots: AckSlot[] = [];
+  #head = 0;
+  #scheduled: NodeJS.Immediate | undefined;
+
+  constructor(channel: Channel, log: Logger) {
+    this.#channel = channel;
+    this.#log = log;
+  }
+
+  /** Records a delivery, in arrival order. */
+  track(msg: ConsumeMessage): AckSlot {
+    const slot: AckSlot = { msg, state: 'open' };
+    this.#slots.push(slot);
+    return slot;
+  }
+
+  ack(slot: AckSlot): void {
+    if (slot.state !== 'open') return;
+    slot.state = 'ack';
+    this.#scheduled ??= setImmediate(() => this.flush());
+  }
+
+  nack(slot: AckSlot, requeue: boolean): void {
+    if (slot.state !== 'open') return;
+    slot.state = 'done';
+    this.#send(slot, () => this.#channel.nack(slot.msg, false, requeue));
+    // It may have been the one holding back a run of acks.
+    this.#scheduled ??= setImmediate(() => this.flush());
+  }
+
+  /** Sends the acks requested so far (stop() calls it before closing the channel). */
+  flush(): void {
+    if (this.#scheduled !== undefined) clearImmediate(this.#scheduled);
+    this.#scheduled = undefined;
+    const slots = this.#slots;
+    let last: AckSlot | undefined;
+    while (this.#head < slots.length) {
+      const s = slots[this.#head];
+      if (s === undefined || s.state === 'open') break;
+      if (s.state === 'ack') {
+        s.state = 'done';
+        last = s;
+      }
+      this.#head += 1;
+    }
+    if (last !== undefined) {
+      const upTo = last;
+      this.#send(upTo, () => this.#channel.ack(upTo.msg, true));
+    }
+    for (let i = this.#head; i < slots.length; i += 1) {
+      const s = slots[i];
+      if (s?.state === 'ack') {
+        s.state = 'done';
+        this.#send(s, () => this.#channel.ack(s.msg, false));
+      }
+    }
+    if (this.#head === slots.length) {
+      this.#slots = [];
+      this.#head = 0;
+    } else if (this.#head > 1024) {
+      this.#slots = slots.slice(this.#head);
+      this.#head = 0;
+    }
+  }
+
+  #send(slot: AckSlot, op: () => void): void {
+    try {
+      op();
+    } catch (err) {
+      this.#log.debug({ messageId: slot.msg.properties.messageId as unknown, err: messageOf(err) }, 'could not settle delivery; the channel closed (the broker redelivers it)');
+    }
+  }
+}
