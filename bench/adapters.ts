@@ -1,5 +1,6 @@
 // The same workload through each client, each used the way its documentation recommends for
 // reliable messaging: publisher confirms, persistent messages, manual acks with prefetch.
+import { randomUUID } from 'node:crypto';
 import amqplib from 'amqplib';
 import { AMQPClient } from '@cloudamqp/amqp-client';
 import amqpConnectionManager from 'amqp-connection-manager';
@@ -44,19 +45,27 @@ function countdown(count: number): { tick: () => void; done: Promise<void> } {
   };
 }
 
-export async function rawAmqplib(url: string): Promise<Adapter> {
+/**
+ * Raw amqplib on a confirm channel. `sameProperties`: also sends what every warren publish
+ * carries (a UUID messageId, timestamp, type, app-id, mandatory), to tell the cost of those
+ * properties apart from the cost of warren's code.
+ */
+export async function rawAmqplib(url: string, sameProperties = false): Promise<Adapter> {
   const pubConn = await amqplib.connect(url, { noDelay: true });
   const subConn = await amqplib.connect(url, { noDelay: true });
   const ch = await pubConn.createConfirmChannel();
   // Socket backpressure: when publish returns false, wait for 'drain' before the next one.
   let drained: Promise<void> | undefined;
   return {
-    name: 'amqplib',
+    name: sameProperties ? 'amqplib (warren properties)' : 'amqplib',
     async publish(queue, bodies, count, window) {
       await windowed(count, window, async (i) => {
         if (drained !== undefined) await drained;
         await new Promise<void>((resolve, reject) => {
-          const ok = ch.sendToQueue(queue, bodies(i), { persistent: true, contentType: 'application/json' }, (err: unknown) =>
+          const options: amqplib.Options.Publish = sameProperties
+            ? { persistent: true, contentType: 'application/json', mandatory: true, messageId: randomUUID(), type: 'bench', appId: 'bench', timestamp: Math.floor(Date.now() / 1000) }
+            : { persistent: true, contentType: 'application/json' };
+          const ok = ch.sendToQueue(queue, bodies(i), options, (err: unknown) =>
             err ? reject(err instanceof Error ? err : new Error('publish failed')) : resolve(),
           );
           if (!ok && drained === undefined) {

@@ -16,7 +16,8 @@ const WINDOW = 1000;
 const PREFETCH = 100;
 
 const factories: Record<string, (u: string) => Promise<Adapter>> = {
-  amqplib: rawAmqplib,
+  amqplib: (u) => rawAmqplib(u),
+  'amqplib (warren properties)': (u) => rawAmqplib(u, true),
   warren: (u) => warren(u, true),
   'warren (no validation)': (u) => warren(u, false),
   'amqp-connection-manager': connectionManager,
