@@ -3,6 +3,7 @@
 // Every scenario checks that exactly the expected messages arrived.
 //
 //   BENCH_MESSAGES=20000 BENCH_ROUNDS=3 BENCH_CLIENTS=amqplib,warren npm run bench
+//   BENCH_SOAK=1000000 npm run bench       (memory: RSS start / peak / end over 1M messages)
 import { writeFileSync, mkdirSync } from 'node:fs';
 import os from 'node:os';
 import amqplib from 'amqplib';
@@ -213,4 +214,50 @@ async function main(): Promise<void> {
   console.log('written: bench/results/latest.json');
 }
 
-await main();
+/**
+ * BENCH_SOAK=1000000: warren publishes and consumes that many messages at once (window 1000,
+ * prefetch 100) on a classic queue, sampling RSS every second: start, peak and end show whether
+ * memory stays flat.
+ */
+async function soak(total: number): Promise<void> {
+  const adapter = await warren(url, true);
+  try {
+    await withQueue(false, async (queue) => {
+      // Warm up first, so the start figure is a running client's, not a cold one's.
+      await adapter.publish(queue, body, 5000, WINDOW, payload);
+      await adapter.consume(queue, 5000, PREFETCH);
+      global.gc?.();
+      const start = process.memoryUsage.rss();
+      let peak = start;
+      const samples: number[] = [];
+      let received = 0;
+      const timer = setInterval(() => {
+        const rss = process.memoryUsage.rss();
+        peak = Math.max(peak, rss);
+        samples.push(Math.round(rss / 1048576));
+      }, 1000);
+      const t0 = performance.now();
+      const consumed = adapter.consume(queue, total, PREFETCH, () => void (received += 1));
+      await adapter.publish(queue, body, total, WINDOW, payload);
+      await consumed;
+      clearInterval(timer);
+      const seconds = (performance.now() - t0) / 1000;
+      const end = process.memoryUsage.rss();
+      if (received !== total) throw new Error(`soak: consumed ${received} of ${total}`);
+      const left = await count(queue);
+      if (left !== 0) throw new Error(`soak: ${left} messages left in the queue`);
+      const mb = (b: number): number => Math.round(b / 1048576);
+      const result = { messages: total, seconds: Math.round(seconds), msgsPerSec: Math.round(total / seconds), rssMb: { start: mb(start), peak: mb(peak), end: mb(end) }, perSecondRssMb: samples };
+      console.log(`soak: ${total} messages published and consumed by warren in ${result.seconds} s (${result.msgsPerSec} msg/s each way); RSS start ${result.rssMb.start} MB, peak ${result.rssMb.peak} MB, end ${result.rssMb.end} MB`);
+      mkdirSync('bench/results', { recursive: true });
+      writeFileSync('bench/results/soak.json', JSON.stringify(result, null, 2) + '\n');
+      console.log('written: bench/results/soak.json');
+    });
+  } finally {
+    await adapter.close();
+  }
+}
+
+const soakMessages = Number(process.env['BENCH_SOAK'] ?? 0);
+if (soakMessages > 0) await soak(soakMessages);
+else await main();
