@@ -16,6 +16,7 @@ import {
   UnroutableError,
 } from './errors.js';
 import type { Logger } from './logger.js';
+import { PublishBuffer, type Pending } from './publish-buffer.js';
 import { encodePayload, validatePayload, type MessageContract, type PayloadInput } from './message.js';
 
 /** Per-call options of `publish()`. */
@@ -72,24 +73,6 @@ export interface PublisherSettings {
   appId: string;
 }
 
-interface Pending {
-  readonly exchange: string;
-  readonly routingKey: string;
-  readonly content: Buffer;
-  readonly options: Options.Publish;
-  readonly messageId: string;
-  readonly deadline: number;
-  readonly timeoutMs: number;
-  readonly resolve: (r: PublishReceipt) => void;
-  readonly reject: (e: Error) => void;
-  /** Sent on the current channel and waiting for its confirm. */
-  sent: boolean;
-  /** Sent at least once (perhaps on a channel since lost): the broker may have it. */
-  wasSent: boolean;
-  /** The caller has its answer (confirm, error, timeout); late broker news is ignored. */
-  settled: boolean;
-}
-
 const SWEEP_INTERVAL_MS = 100;
 
 /**
@@ -101,13 +84,8 @@ export class Publisher {
   readonly #conn: ConnectionManager;
   readonly #settings: PublisherSettings;
   readonly #log: Logger;
-  /** Waiting to be sent, oldest first. `#head` skips consumed slots without shifting the array. */
-  #waiting: (Pending | undefined)[] = [];
-  #head = 0;
-  #waitingBytes = 0;
+  readonly #buffer: PublishBuffer;
   #inFlight = new Set<Pending>();
-  /** whenFull 'wait': publishes waiting for room in the buffer, oldest first. */
-  #roomWaiters: Pending[] = [];
   #channel: ConfirmChannel | undefined;
   #opening = false;
   #writable = true;
@@ -124,6 +102,7 @@ export class Publisher {
   constructor(conn: ConnectionManager, settings: PublisherSettings, logger: Logger) {
     this.#conn = conn;
     this.#settings = settings;
+    this.#buffer = new PublishBuffer(settings.maxBufferedMessages, settings.maxBufferedBytes);
     this.#log = logger.child({ component: 'publisher' });
     conn.on('open', (c) => this.#openChannel(c));
     conn.on('unblocked', () => this.#pump());
@@ -139,16 +118,16 @@ export class Publisher {
 
   /** Messages accepted by `publish()` and not yet settled. */
   get pending(): number {
-    return this.#waiting.length - this.#head + this.#inFlight.size + this.#roomWaiters.length;
+    return this.#buffer.size + this.#inFlight.size + this.#buffer.waitingForRoom;
   }
 
   /** What the publisher holds now: for health() and dashboards. */
   stats(): PublisherStats {
     return {
       inFlight: this.#inFlight.size,
-      buffered: this.#waiting.length - this.#head,
-      bufferedBytes: this.#waitingBytes,
-      waitingForRoom: this.#roomWaiters.length,
+      buffered: this.#buffer.size,
+      bufferedBytes: this.#buffer.bytes,
+      waitingForRoom: this.#buffer.waitingForRoom,
     };
   }
 
@@ -209,7 +188,7 @@ export class Publisher {
 
   #enqueue(exchange: string, routingKey: string, content: Buffer, amqpOptions: Options.Publish & { messageId: string }, timeoutMs: number): Promise<PublishReceipt> {
     const messageId = amqpOptions.messageId;
-    const full = this.#roomWaiters.length > 0 ? 'earlier publishes waiting for room' : this.#fullBecause(content.length);
+    const full = this.#buffer.waitingForRoom > 0 ? 'earlier publishes waiting for room' : this.#buffer.fullBecause(content.length);
     if (full !== undefined && this.#settings.whenFull === 'reject') throw new PublishBufferFullError({ messageId, exchange, routingKey }, full);
     return new Promise<PublishReceipt>((resolve, reject) => {
       const p: Pending = {
@@ -229,60 +208,25 @@ export class Publisher {
       this.#armSweep();
       if (full !== undefined) {
         // whenFull 'wait': admitted in order as room frees up, or rejected at its deadline.
-        this.#roomWaiters.push(p);
+        this.#buffer.waitForRoom(p);
         return;
       }
-      this.#buffer(p);
+      this.#buffer.push(p);
       this.#pump();
     });
-  }
-
-  /** Why a body of `bytes` does not fit in the buffer now, or undefined when it does. */
-  #fullBecause(bytes: number): string | undefined {
-    const waitingCount = this.#waiting.length - this.#head;
-    if (waitingCount >= this.#settings.maxBufferedMessages) return `${waitingCount} messages`;
-    if (this.#waitingBytes + bytes > this.#settings.maxBufferedBytes) return `${this.#waitingBytes} bytes`;
-    return undefined;
-  }
-
-  #buffer(p: Pending): void {
-    this.#waiting.push(p);
-    this.#waitingBytes += p.content.length;
-  }
-
-  /** Moves publishes waiting for room into the buffer while it has room; returns how many. */
-  #admit(): number {
-    let admitted = 0;
-    for (;;) {
-      const p = this.#roomWaiters[0];
-      if (p === undefined || this.#fullBecause(p.content.length) !== undefined) return admitted;
-      this.#roomWaiters.shift();
-      if (p.settled) continue;
-      this.#buffer(p);
-      admitted += 1;
-    }
   }
 
   /** Sends waiting messages while the channel is up, unblocked, writable and the window has room. */
   #pump(): void {
     const ch = this.#channel;
     if (ch === undefined || !this.#writable || this.#conn.state !== 'open') return;
-    while (this.#head < this.#waiting.length && this.#inFlight.size < this.#settings.maxInFlight) {
-      const p = this.#waiting[this.#head];
-      this.#waiting[this.#head] = undefined;
-      this.#head += 1;
-      if (p === undefined || p.settled) continue;
-      this.#waitingBytes -= p.content.length;
+    while (this.#inFlight.size < this.#settings.maxInFlight) {
+      const p = this.#buffer.shift();
+      if (p === undefined) break;
       if (!this.#send(ch, p)) break;
     }
-    if (this.#head === this.#waiting.length) {
-      this.#waiting = [];
-      this.#head = 0;
-    } else if (this.#head > 1024 && this.#head * 2 > this.#waiting.length) {
-      this.#waiting = this.#waiting.slice(this.#head);
-      this.#head = 0;
-    }
-    if (this.#roomWaiters.length > 0 && this.#admit() > 0) {
+    this.#buffer.compact();
+    if (this.#buffer.waitingForRoom > 0 && this.#buffer.admit() > 0) {
       this.#pump();
       return;
     }
@@ -307,7 +251,7 @@ export class Publisher {
         return true;
       }
       // The channel closed under us; its 'close' handler will reopen it. Keep the message first in line.
-      this.#requeueFront([p]);
+      this.#buffer.pushFront([p]);
       return false;
     }
     if (!ok) this.#writable = false;
@@ -342,14 +286,6 @@ export class Publisher {
     }
     // Collected here and put back at the front, in order, by the channel's 'close' handler.
     this.#lostOnClose.push(p);
-  }
-
-  #requeueFront(items: Pending[]): void {
-    const live = items.filter((p) => !p.settled);
-    if (live.length === 0) return;
-    for (const p of live) this.#waitingBytes += p.content.length;
-    this.#waiting = [...live, ...this.#waiting.slice(this.#head)];
-    this.#head = 0;
   }
 
   #settle(p: Pending, err: Error | undefined): void {
@@ -398,7 +334,7 @@ export class Publisher {
       this.#channel = undefined;
       const lost = this.#lostOnClose.splice(0);
       if (lost.length > 0) this.#log.info({ count: lost.length }, 'publish channel closed with unconfirmed messages; re-publishing them');
-      this.#requeueFront(lost);
+      this.#buffer.pushFront(lost);
       const byServer = this.#closeError !== undefined;
       this.#channelFailures = byServer ? this.#channelFailures + 1 : 0;
       if (!this.#closed && conn === this.#conn.connection) this.#scheduleReopen();
@@ -443,30 +379,11 @@ export class Publisher {
   /** Rejects publishes past their deadline; a waiting one is also dropped from the buffer so it is never sent. */
   #sweep(): void {
     const now = Date.now();
-    let expired = 0;
-    for (let i = this.#head; i < this.#waiting.length; i += 1) {
-      const p = this.#waiting[i];
-      if (p !== undefined && !p.settled && p.deadline <= now) {
-        this.#waiting[i] = undefined;
-        this.#waitingBytes -= p.content.length;
-        expired += 1;
-        this.#settle(p, new PublishTimeoutError(p, p.timeoutMs, p.wasSent));
-      }
-    }
-    // Drop the holes now: while disconnected nothing else compacts, and holes count as buffered.
-    if (expired > 0) {
-      this.#waiting = this.#waiting.slice(this.#head).filter((p) => p !== undefined);
-      this.#head = 0;
-    }
+    const expired = this.#buffer.expire(now);
+    for (const p of expired.waiting) this.#settle(p, new PublishTimeoutError(p, p.timeoutMs, p.wasSent));
+    for (const p of expired.room) this.#settle(p, new PublishBufferFullError(p, this.#buffer.fullBecause(p.content.length) ?? 'earlier messages', p.timeoutMs));
     for (const p of this.#inFlight) {
       if (!p.settled && p.deadline <= now) this.#settle(p, new PublishTimeoutError(p, p.timeoutMs, true));
-    }
-    if (this.#roomWaiters.some((p) => p.deadline <= now)) {
-      this.#roomWaiters = this.#roomWaiters.filter((p) => {
-        if (p.deadline > now) return true;
-        this.#settle(p, new PublishBufferFullError(p, this.#fullBecause(p.content.length) ?? 'earlier messages', p.timeoutMs));
-        return false;
-      });
     }
     if (this.pending === 0 && this.#sweepTimer !== undefined) {
       clearInterval(this.#sweepTimer);
@@ -482,10 +399,9 @@ export class Publisher {
   }
 
   #countUnsettled(): number {
-    let n = 0;
-    for (let i = this.#head; i < this.#waiting.length; i += 1) if (this.#waiting[i]?.settled === false) n += 1;
+    let n = this.#buffer.unsettled();
     for (const p of this.#inFlight) if (!p.settled) n += 1;
-    return n + this.#roomWaiters.length;
+    return n;
   }
 
   /**
@@ -503,7 +419,7 @@ export class Publisher {
         });
       });
     }
-    const left = [...this.#waiting.slice(this.#head), ...this.#inFlight, ...this.#lostOnClose, ...this.#roomWaiters.splice(0)];
+    const left = [...this.#buffer.takeAll(), ...this.#inFlight, ...this.#lostOnClose];
     let dropped = 0;
     for (const p of left) {
       if (p === undefined || p.settled) continue;
@@ -518,8 +434,6 @@ export class Publisher {
     if (dropped > 0) this.#log.warn({ count: dropped }, 'closed with unsettled publishes; they were rejected with ClosedError');
     this.#closed = true;
     for (const w of this.#readyWaiters.splice(0)) w();
-    this.#waiting = [];
-    this.#head = 0;
     this.#inFlight.clear();
     if (this.#sweepTimer !== undefined) clearInterval(this.#sweepTimer);
     if (this.#reopenTimer !== undefined) clearTimeout(this.#reopenTimer);
