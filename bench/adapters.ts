@@ -152,18 +152,18 @@ export async function connectionManager(url: string): Promise<Adapter> {
     },
     async consume(queue, count, prefetch, onMessage) {
       const { tick, done } = countdown(count);
-      const sub = conn.createChannel({
-        json: false,
-        setup: async (ch: amqplib.ConfirmChannel) => {
-          await ch.prefetch(prefetch);
-          await ch.consume(queue, (msg) => {
-            if (msg === null) return;
-            onMessage?.(msg.content);
-            ch.ack(msg);
-            tick();
-          });
+      // The wrapper's own consume(): it re-subscribes after a reconnect, and cancelAll() knows the consumer.
+      const sub = conn.createChannel({ json: false, confirm: false });
+      await sub.waitForConnect();
+      await sub.consume(
+        queue,
+        (msg) => {
+          onMessage?.(msg.content);
+          sub.ack(msg);
+          tick();
         },
-      });
+        { prefetch },
+      );
       await done;
       // cancel is a round trip on the same channel: once it returns, the broker has every ack.
       await sub.cancelAll();
