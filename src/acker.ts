@@ -79,10 +79,17 @@ export class Acker {
     if (this.#head === slots.length) {
       this.#slots = [];
       this.#head = 0;
-    } else if (this.#head > 1024) {
-      this.#slots = slots.slice(this.#head);
+    } else if (slots.length - this.#head > 1024 || this.#head > 1024) {
+      // Behind a delivery that stays open (a manual-mode handler that never acks, say) the
+      // finished ones would pile up: keep only those not yet on the wire.
+      this.#slots = slots.slice(this.#head).filter((s) => s.state !== 'done');
       this.#head = 0;
     }
+  }
+
+  /** Deliveries tracked and not yet known to be settled on the wire (at most about prefetch, plus what finished this turn). */
+  get tracked(): number {
+    return this.#slots.length - this.#head;
   }
 
   #send(slot: AckSlot, op: () => void): void {

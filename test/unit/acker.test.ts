@@ -89,4 +89,19 @@ describe('Acker', () => {
     await nextTurn();
     expect(wire).toEqual([]);
   });
+
+  it('does not pile up finished deliveries behind one that never settles', async () => {
+    const { channel, wire } = fakeChannel();
+    const acker = new Acker(channel, pino({ level: 'silent' }));
+    acker.track(msg(1)); // never settled (a manual-mode handler that forgot to ack)
+    for (let t = 2; t <= 5001; t += 1) {
+      acker.ack(acker.track(msg(t)));
+      if (t % 100 === 0) await nextTurn();
+    }
+    await nextTurn();
+    expect(wire).toHaveLength(5000);
+    expect(wire.every((w) => !w.endsWith('multiple'))).toBe(true);
+    // Cleared whenever more than 1024 are tracked: at most that plus one turn (100) plus the open one.
+    expect(acker.tracked).toBeLessThanOrEqual(1125);
+  });
 });
