@@ -73,6 +73,8 @@ export class ConsumerRuntime implements ConsumerHandle {
   #waiting: Delivery[] = [];
   /** Coalesces the acks of the current channel. */
   #acker: Acker | undefined;
+  /** When the last delivery arrived (stop() waits for a quiet moment before closing). */
+  #lastDeliveryAt = 0;
   #running = 0;
   #stopping = false;
   #stopPromise: Promise<void> | undefined;
@@ -203,6 +205,11 @@ export class ConsumerRuntime implements ConsumerHandle {
     ch.on('error', (err: Error) => {
       this.#log.warn({ err: err.message }, 'the broker closed the consumer channel');
     });
+    // amqplib throws from its frame handler for a delivery to a consumer tag it no longer knows,
+    // which tears the whole connection down; with this listener it reports it instead.
+    ch.on('handler-error', (err: unknown) => {
+      this.#log.warn({ err: messageOf(err) }, 'a delivery for a cancelled consumer; the broker redelivers it');
+    });
     ch.on('close', () => this.#onChannelClose(conn, ch));
     await ch.prefetch(this.#def.prefetch);
     this.#channel = ch;
@@ -261,6 +268,7 @@ export class ConsumerRuntime implements ConsumerHandle {
     const acker = this.#acker;
     if (acker === undefined || this.#channel !== ch) return; // a late delivery on a channel already replaced: the broker redelivers it
     const delivery: Delivery = { msg, channel: ch, acker, slot: acker.track(msg), settled: false };
+    this.#lastDeliveryAt = Date.now();
     if (this.#running < this.#def.concurrency) void this.#handle(delivery);
     else this.#waiting.push(delivery);
   }
@@ -383,6 +391,18 @@ export class ConsumerRuntime implements ConsumerHandle {
     return Object.assign(Object.create(base) as ConsumerContext, manual);
   }
 
+  /** Resolves true once no handler runs and nothing waits, or false at `deadline`. */
+  #idle(deadline: number): Promise<boolean> {
+    if (this.#running === 0 && this.#waiting.length === 0) return Promise.resolve(true);
+    return new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => resolve(false), Math.max(0, deadline - Date.now()));
+      this.#idleWaiters.push(() => {
+        clearTimeout(timer);
+        resolve(true);
+      });
+    });
+  }
+
   #checkIdle(): void {
     if (this.#running > 0 || this.#waiting.length > 0 || this.#idleWaiters.length === 0) return;
     for (const w of this.#idleWaiters.splice(0)) w();
@@ -399,29 +419,38 @@ export class ConsumerRuntime implements ConsumerHandle {
     if (this.#retryTimer !== undefined) clearTimeout(this.#retryTimer);
     await this.#attaching?.catch(() => undefined);
     const ch = this.#channel;
+    const deadline = Date.now() + this.#def.stopTimeoutMs;
+    let cancelledAt = Date.now();
     if (ch !== undefined && this.#consumerTag !== undefined) {
+      // A quorum queue can still deliver a few messages after basic.cancel-ok (amqplib#641,
+      // rabbitmq-server#3746): keep them flowing to the handler (see the quiet period below).
+      keepConsumerAfterCancel(ch, this.#consumerTag);
       await ch.cancel(this.#consumerTag).catch((err: unknown) => this.#log.debug({ err: messageOf(err) }, 'cancel failed'));
+      cancelledAt = Date.now();
     }
     // Messages the broker already delivered (at most prefetch) are handled too, not handed back:
     // a returned message comes again marked redelivered and, on a quorum queue, counts against
-    // its delivery limit. Only what is left at the deadline goes back.
+    // its delivery limit. Done when idle and nothing was delivered for LATE_DELIVERY_QUIET_MS
+    // (late deliveries come within milliseconds of the cancel); only what is left at the
+    // deadline goes back.
     this.#next();
-    if (this.#running > 0 || this.#waiting.length > 0) {
-      const finished = await new Promise<boolean>((resolve) => {
-        const timer = setTimeout(() => resolve(false), this.#def.stopTimeoutMs);
-        this.#idleWaiters.push(() => {
-          clearTimeout(timer);
-          resolve(true);
-        });
-      });
-      if (!finished) {
-        const unstarted = this.#waiting.splice(0);
-        for (const d of unstarted) await this.#settler.settle(d, { type: 'requeue' });
-        this.#log.warn(
-          { inFlight: this.#running, returned: unstarted.length, stopTimeoutMs: this.#def.stopTimeoutMs },
-          'stop deadline reached: unstarted messages returned to the queue; those whose handlers still run will be redelivered',
-        );
+    let finished = true;
+    for (;;) {
+      if (!(await this.#idle(deadline))) {
+        finished = false;
+        break;
       }
+      const quietFor = Date.now() - Math.max(cancelledAt, this.#lastDeliveryAt);
+      if (ch === undefined || quietFor >= LATE_DELIVERY_QUIET_MS || Date.now() >= deadline) break;
+      await new Promise((r) => setTimeout(r, Math.min(LATE_DELIVERY_QUIET_MS - quietFor, deadline - Date.now())));
+    }
+    if (!finished) {
+      const unstarted = this.#waiting.splice(0);
+      for (const d of unstarted) await this.#settler.settle(d, { type: 'requeue' });
+      this.#log.warn(
+        { inFlight: this.#running, returned: unstarted.length, stopTimeoutMs: this.#def.stopTimeoutMs },
+        'stop deadline reached: unstarted messages returned to the queue; those whose handlers still run will be redelivered',
+      );
     }
     this.#channel = undefined;
     // Acks still waiting for the end of this turn go out before the channel closes.
@@ -433,4 +462,21 @@ export class ConsumerRuntime implements ConsumerHandle {
     this.#log.info('consumer stopped');
     this.#deps.onStopped(this);
   }
+}
+
+/** stop(): after the cancel, how long without deliveries before the channel may close. */
+const LATE_DELIVERY_QUIET_MS = 100;
+
+/**
+ * Makes amqplib keep dispatching `tag`'s deliveries after its basic.cancel-ok (it forgets the
+ * consumer at once, and throws on a later delivery). Only this channel instance is changed, and
+ * only for this tag; a channel without the (internal) method is left alone.
+ */
+function keepConsumerAfterCancel(ch: Channel, tag: string): void {
+  const internal = ch as unknown as { unregisterConsumer?: (t: string) => void };
+  const original = internal.unregisterConsumer;
+  if (typeof original !== 'function') return;
+  internal.unregisterConsumer = (t: string) => {
+    if (t !== tag) original.call(ch, t);
+  };
 }

@@ -2,6 +2,7 @@
 // prints `ready` once attached, `handled <id>` as each handler finishes (the ack follows; with
 // ` redelivered` when the broker flagged it so), and
 // on SIGTERM closes warren — running handlers finish and are acked — then prints `closed`.
+import { pino } from 'pino';
 import { connect, defineConsumer, defineMessage, defineTopology } from '../../src/index.js';
 import { Payload } from './payload.js';
 
@@ -15,6 +16,8 @@ const Message = defineMessage({ name: 'chaos.message', exchange: '', routingKey:
 const warren = await connect({
   urls: [url],
   name: `chaos-child-${process.pid}`,
+  // Warnings to stderr: the parent shows them when a check fails.
+  logger: pino({ level: process.env.LOG_LEVEL ?? 'warn' }, pino.destination(2)),
   topology: defineTopology({ queues: { [queue]: { type: queueType, deadLetter: true } } }),
 });
 await warren.consume(

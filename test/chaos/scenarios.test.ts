@@ -3,6 +3,8 @@
 // the pass rules (results.ts) are asserted. `npm run chaos` runs them all and prints the table;
 // CHAOS_SCENARIOS=ci (`npm run chaos:ci`) runs the subset CI runs, CHAOS_SCENARIOS=1,4 picks some.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import amqp, { type Channel } from 'amqplib';
@@ -11,7 +13,7 @@ import { defineMessage, WarrenError } from '../../src/index.js';
 import { waitFor } from '../helpers/broker.js';
 import { RabbitNode, startCluster, startNode } from '../helpers/rabbit-node.js';
 import { startTcpProxy } from '../helpers/tcp-proxy.js';
-import { brokenRules, record, type RuleOptions } from './results.js';
+import { brokenRules, record, RESULTS_DIR, type RuleOptions } from './results.js';
 import { Payload, runWorkload, type Figures, type QueueType, type WorkloadOptions } from './workload.js';
 
 const CI_SUBSET = [1, 2, 3, 6, 7, 10];
@@ -46,6 +48,8 @@ interface ConsumerChild {
   handled: Set<string>;
   /** How many of those the broker had flagged as redelivered. */
   redelivered: number;
+  /** What it wrote to stderr (warren's warnings). */
+  stderr: () => string;
   ready: Promise<void>;
   /** Exit code (null when killed by a signal). */
   exited: Promise<number | null>;
@@ -74,7 +78,14 @@ function startConsumerChild(o: { url: string; queue: string; queueType: QueueTyp
     });
     void exited.then((code) => reject(new Error(`consumer process exited (${code}) before it was ready: ${stderr}`)));
   });
-  return Object.assign(child, { ready, exited });
+  return Object.assign(child, { ready, exited, stderr: () => stderr });
+}
+
+/** Writes a consumer process's stderr to test/chaos/results/ and returns the file's path. */
+function childLog(child: ConsumerChild | undefined, queueType: QueueType): string {
+  const file = path.join(RESULTS_DIR, `s11-${queueType}-sigterm-child.log`);
+  writeFileSync(file, child?.stderr() ?? '');
+  return file;
 }
 
 /** Records the figures for the table, then asserts the pass rules. */
@@ -387,7 +398,7 @@ describe.runIf(chosen.some((n) => n !== 10))('single test-owned node', () => {
           `after SIGTERM (exit code ${termExit}): ${redeliveredAfterTerm} redelivered, ${afterTerm} handled twice`,
       );
       const extra = [
-        ...(redeliveredAfterTerm === 0 ? [] : [`${redeliveredAfterTerm} messages were redelivered after SIGTERM`]),
+        ...(redeliveredAfterTerm === 0 ? [] : [`${redeliveredAfterTerm} messages were redelivered after SIGTERM (its log: ${childLog(children[1], queueType)})`]),
         ...(redeliveredAfterKill > 0 ? [] : ['SIGKILL under load left nothing to redeliver: the scenario did not test what it says']),
         ...(afterTerm === 0 ? [] : [`${afterTerm} messages handled before SIGTERM were delivered again`]),
         ...(termExit === 0 ? [] : [`the consumer exited with ${termExit} on SIGTERM`]),
