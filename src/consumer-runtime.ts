@@ -266,7 +266,12 @@ export class ConsumerRuntime implements ConsumerHandle {
       return;
     }
     const acker = this.#acker;
-    if (acker === undefined || this.#channel !== ch) return; // a late delivery on a channel already replaced: the broker redelivers it
+    if (acker === undefined || this.#channel !== ch) {
+      // A delivery on a channel already replaced or being closed: the broker redelivers it.
+      this.#log.debug({ messageId: msg.properties.messageId as unknown, deliveryTag: msg.fields.deliveryTag }, 'delivery on a closed channel; not handled (the broker redelivers it)');
+      return;
+    }
+    if (this.#stopping) this.#log.debug({ messageId: msg.properties.messageId as unknown, deliveryTag: msg.fields.deliveryTag }, 'delivery after stop() began; handled before the channel closes');
     const delivery: Delivery = { msg, channel: ch, acker, slot: acker.track(msg), settled: false };
     this.#lastDeliveryAt = Date.now();
     if (this.#running < this.#def.concurrency) void this.#handle(delivery);

@@ -48,6 +48,7 @@ interface ConsumerChild {
   handled: Set<string>;
   /** How many of those the broker had flagged as redelivered. */
   redelivered: number;
+  redeliveredIds: string[];
   /** What it wrote to stderr (warren's warnings). */
   stderr: () => string;
   ready: Promise<void>;
@@ -62,7 +63,7 @@ function startConsumerChild(o: { url: string; queue: string; queueType: QueueTyp
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   proc.stdout.setEncoding('utf8');
-  const child = { proc, handled: new Set<string>(), redelivered: 0 };
+  const child = { proc, handled: new Set<string>(), redelivered: 0, redeliveredIds: [] as string[] };
   let stderr = '';
   proc.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
   const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
@@ -72,7 +73,10 @@ function startConsumerChild(o: { url: string; queue: string; queueType: QueueTyp
       if (word === 'ready') resolve();
       else if (word === 'handled' && id !== undefined) {
         child.handled.add(id);
-        if (flag === 'redelivered') child.redelivered += 1;
+        if (flag === 'redelivered') {
+          child.redelivered += 1;
+          child.redeliveredIds.push(id);
+        }
         o.onHandled(id);
       }
     });
@@ -389,6 +393,14 @@ describe.runIf(chosen.some((n) => n !== 10))('single test-owned node', () => {
           afterTerm = [...b.handled].filter((id) => c.handled.has(id)).length;
           redeliveredAfterKill = b.redelivered;
           redeliveredAfterTerm = c.redelivered;
+          if (c.redelivered > 0) {
+            const seq = (id: string): number => Number(id.split('-').pop());
+            const range = (ids: Iterable<string>): string => {
+              const xs = [...ids].map(seq);
+              return xs.length === 0 ? 'none' : `${Math.min(...xs)}..${Math.max(...xs)}`;
+            };
+            console.log(`s11 ${queueType}: C's redelivered seqs ${c.redeliveredIds.map(seq).join(',')}; A handled ${range(a.handled)}, B handled ${range(b.handled)}, B's redelivered ${range(b.redeliveredIds)}`);
+          }
         },
       });
       // The SIGKILLed process's unacked deliveries (at most its prefetch) come again: expected.
