@@ -50,11 +50,12 @@ export class Acker {
     this.#scheduled ??= setImmediate(() => this.flush());
   }
 
-  /** Sends the acks requested so far (stop() calls it before closing the channel). */
-  flush(): void {
+  /** Sends the acks requested so far (stop() calls it before closing the channel); returns how many deliveries they settled. */
+  flush(): number {
     if (this.#scheduled !== undefined) clearImmediate(this.#scheduled);
     this.#scheduled = undefined;
     const slots = this.#slots;
+    let settled = 0;
     let last: AckSlot | undefined;
     while (this.#head < slots.length) {
       const s = slots[this.#head];
@@ -62,6 +63,7 @@ export class Acker {
       if (s.state === 'ack') {
         s.state = 'done';
         last = s;
+        settled += 1;
       }
       this.#head += 1;
     }
@@ -73,6 +75,7 @@ export class Acker {
       const s = slots[i];
       if (s?.state === 'ack') {
         s.state = 'done';
+        settled += 1;
         this.#send(s, () => this.#channel.ack(s.msg, false));
       }
     }
@@ -85,6 +88,7 @@ export class Acker {
       this.#slots = slots.slice(this.#head).filter((s) => s.state !== 'done');
       this.#head = 0;
     }
+    return settled;
   }
 
   /** Deliveries tracked and not yet known to be settled on the wire (at most about prefetch, plus what finished this turn). */

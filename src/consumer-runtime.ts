@@ -435,17 +435,21 @@ export class ConsumerRuntime implements ConsumerHandle {
     }
     // Messages the broker already delivered (at most prefetch) are handled too, not handed back:
     // a returned message comes again marked redelivered and, on a quorum queue, counts against
-    // its delivery limit. Done when idle and nothing was delivered for LATE_DELIVERY_QUIET_MS
-    // (late deliveries come within milliseconds of the cancel); only what is left at the
-    // deadline goes back.
+    // its delivery limit. Done when idle, acks sent, and nothing was delivered for
+    // LATE_DELIVERY_QUIET_MS since the cancel, the last delivery and the last acks; only what is
+    // left at the deadline goes back.
     this.#next();
     let finished = true;
+    let acksSentAt = 0;
     for (;;) {
       if (!(await this.#idle(deadline))) {
         finished = false;
         break;
       }
-      const quietFor = Date.now() - Math.max(cancelledAt, this.#lastDeliveryAt);
+      // Acks out now, not as the channel closes: a quorum queue may answer acks with more
+      // deliveries to the cancelled consumer, and those must arrive while we still listen.
+      if ((this.#acker?.flush() ?? 0) > 0) acksSentAt = Date.now();
+      const quietFor = Date.now() - Math.max(cancelledAt, this.#lastDeliveryAt, acksSentAt);
       if (ch === undefined || quietFor >= LATE_DELIVERY_QUIET_MS || Date.now() >= deadline) break;
       await new Promise((r) => setTimeout(r, Math.min(LATE_DELIVERY_QUIET_MS - quietFor, deadline - Date.now())));
     }
