@@ -1,4 +1,5 @@
 import amqp, { type ChannelModel, type SocketOptions } from 'amqplib';
+import { batchSocketWrites } from './batch-writes.js';
 import { backoffDelay, type BackoffOptions } from './backoff.js';
 import { AccessRefusedError, ClosedError, ConnectionError, messageOf, WarrenError } from './errors.js';
 import { TypedEmitter } from './events.js';
@@ -238,6 +239,7 @@ export class ConnectionManager extends TypedEmitter<ConnectionEvents> {
         ...this.#opts.socketOptions.clientProperties,
       },
     });
+    if (!batchSocketWrites(conn)) this.#log.debug('amqplib internals differ from what warren expects; frames are written one by one');
     let lostDuringSetup: Error | undefined;
     const onSetupClose = (err?: Error): void => {
       lostDuringSetup = err ?? new Error('connection closed during setup');

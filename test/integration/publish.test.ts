@@ -1,6 +1,7 @@
 // publish() against the real broker: the confirm, the message's properties, and each documented
 // failure as a typed error with its `code` (README: defineMessage(), publish(), Errors, What
 // happens when things fail). Faults on the wire go through a TCP proxy owned by the test.
+import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   ClosedError,
@@ -250,6 +251,36 @@ describe('publish()', () => {
     p.resume();
     await expect(Promise.all(all)).resolves.toHaveLength(50);
     expect((await queueCounts(s.queue)).messages).toBe(50);
+  });
+
+  it('writes a burst of publishes to the socket in a few writes, in order', async () => {
+    expect.hasAssertions();
+    const s = pingSetup();
+    const warren = await openClient({ topology: s.topology });
+    const brokerPort = Number(new URL(brokerUrls().amqpUrl).port || 5672);
+    // Count the writes that reach the kernel on sockets to the broker (one call per write/writev).
+    let writes = 0;
+    type Write = (this: net.Socket, ...a: unknown[]) => unknown;
+    const proto = net.Socket.prototype as unknown as { _write: Write; _writev: Write };
+    const { _write: write, _writev: writev } = proto;
+    proto._write = function (this: net.Socket, ...a: unknown[]) {
+      if (this.remotePort === brokerPort) writes += 1;
+      return write.apply(this, a);
+    };
+    proto._writev = function (this: net.Socket, ...a: unknown[]) {
+      if (this.remotePort === brokerPort) writes += 1;
+      return writev.apply(this, a);
+    };
+    const n = 500;
+    try {
+      await Promise.all(Array.from({ length: n }, (_, i) => warren.publish(s.message, { id: String(i), n: i })));
+    } finally {
+      proto._write = write;
+      proto._writev = writev;
+    }
+    // Unbatched, amqplib writes each message (its method, header and body frames) on its own: 500 writes.
+    expect(writes).toBeLessThan(n / 5);
+    expect(await drainIds(s.queue)).toEqual(Array.from({ length: n }, (_, i) => String(i)));
   });
 
   it('keeps at most publisher.maxInFlight unconfirmed messages on the wire', async () => {
