@@ -187,6 +187,10 @@ async function main(): Promise<void> {
     const base = results.get('amqplib')?.get(scenario);
     const baseRate = base !== undefined ? median(base.map((s) => s.msgsPerSec)) : NaN;
     const baseCpu = base !== undefined ? median(base.map((s) => s.cpuUsPerMsg)) : NaN;
+    // Raw amqplib sending the properties warren sends: the same messages, so the broker does the same work.
+    const same = results.get('amqplib (warren properties)')?.get(scenario);
+    const sameRate = same !== undefined ? median(same.map((s) => s.msgsPerSec)) : NaN;
+    const sameCpu = same !== undefined ? median(same.map((s) => s.cpuUsPerMsg)) : NaN;
     for (const client of clients) {
       const samples = results.get(client)?.get(scenario) ?? [];
       const rate = median(samples.map((s) => s.msgsPerSec));
@@ -198,6 +202,8 @@ async function main(): Promise<void> {
         '× amqplib': scenario.startsWith('latency') ? '' : (rate / baseRate).toFixed(2),
         'CPU µs/msg': cpu.toFixed(1),
         'CPU × amqplib': (cpu / baseCpu).toFixed(2),
+        '× same props': scenario.startsWith('latency') || Number.isNaN(sameRate) ? '' : (rate / sameRate).toFixed(2),
+        'CPU × same props': Number.isNaN(sameCpu) ? '' : (cpu / sameCpu).toFixed(2),
         'peak RSS MB': Math.round(Math.max(...samples.map((s) => s.peakRssMb))),
       };
       if (scenario.startsWith('latency')) {

@@ -445,6 +445,7 @@ export class Publisher {
 
 /** Options the broker would answer by closing the channel (406): refused here, before anything is sent. */
 function checkOptions(o: PublishOptions): void {
+  if (o.expirationMs === undefined && o.priority === undefined && o.timeoutMs === undefined) return;
   const problems: string[] = [];
   if (o.expirationMs !== undefined && !(Number.isInteger(o.expirationMs) && o.expirationMs >= 0)) problems.push('expirationMs: must be a whole number of ms, 0 or more');
   if (o.priority !== undefined && !(Number.isInteger(o.priority) && o.priority >= 0 && o.priority <= 255)) problems.push('priority: must be a whole number from 0 to 255');

@@ -94,7 +94,8 @@ export class PublishBuffer {
   /** Frees the taken slots: at once when all are taken, else now and then. */
   compact(): void {
     if (this.#head === this.#items.length) {
-      this.#items = [];
+      if (this.#head === 0) return;
+      this.#items.length = 0;
       this.#head = 0;
     } else if (this.#head > 1024 && this.#head * 2 > this.#items.length) {
       this.#items = this.#items.slice(this.#head);
