@@ -7,7 +7,7 @@ import { assertQueueOf, assertWaitQueue, type DeclareTarget } from './declare.js
 import { amqpCode, ClosedError, ConfigError, ConsumeError, messageOf, ReplyCode, WarrenError } from './errors.js';
 import type { Logger } from './logger.js';
 import { decodeBody, validatePayload } from './message.js';
-import { decideAction, type Outcome, type Rule } from './outcome.js';
+import { decideAction, type BrokerAction, type Outcome, type Rule } from './outcome.js';
 import type { Publisher } from './producer.js';
 import { attemptOf, retryDelay, retryTiers, waitQueueName, type RetryPolicy } from './retry.js';
 import { Acker } from './acker.js';
@@ -278,25 +278,61 @@ export class ConsumerRuntime implements ConsumerHandle {
     else this.#waiting.push(delivery);
   }
 
-  async #handle(delivery: Delivery): Promise<void> {
+  /**
+   * Runs one delivery: decode, validate, handler, then the broker action. Stays synchronous
+   * until something returns a promise (a sync handler's message is acked in the same turn).
+   */
+  #handle(delivery: Delivery): void {
     this.#running += 1;
     try {
       // ackMode 'none' still consumes with acks, so prefetch bounds what is buffered here and
       // stop() can give unstarted messages back; each is acked as its handler starts.
-      if (this.#def.ackMode === 'none') await this.#settler.settle(delivery, { type: 'ack' });
-      const outcome = await this.#run(delivery);
+      if (this.#def.ackMode === 'none') void this.#settler.settle(delivery, ACK);
+      const outcome = this.#run(delivery);
+      if (outcome instanceof Promise) {
+        outcome.then(
+          (o) => this.#finish(delivery, o),
+          (err: unknown) => this.#internalError(delivery, err),
+        );
+        return;
+      }
+      this.#finish(delivery, outcome);
+    } catch (err) {
+      this.#internalError(delivery, err);
+    }
+  }
+
+  /** Settles per the outcome; the delivery's concurrency slot frees once that is done. */
+  #finish(delivery: Delivery, outcome: Outcome): void {
+    try {
       const action = decideAction(outcome, this.#rule(delivery.msg), delivery.settled);
       if (action.type === 'requeue' && outcome.kind === 'failed') {
         this.#log.warn({ messageId: delivery.msg.properties.messageId as unknown, err: outcome.error }, 'handler failed; message requeued');
       }
-      await this.#settler.settle(delivery, action, outcome.kind === 'handled' ? undefined : outcome.error);
+      const settling = this.#settler.settle(delivery, action, outcome.kind === 'handled' ? undefined : outcome.error);
+      if (settling !== undefined) {
+        settling.then(
+          () => this.#done(),
+          (err: unknown) => this.#internalError(delivery, err),
+        );
+        return;
+      }
     } catch (err) {
-      // A bug of ours must not become an unhandled rejection; the unsettled message is redelivered when the channel closes.
-      this.#log.error({ messageId: delivery.msg.properties.messageId as unknown, err: messageOf(err) }, 'internal error while settling a message');
-    } finally {
-      this.#running -= 1;
-      this.#next();
+      this.#internalError(delivery, err);
+      return;
     }
+    this.#done();
+  }
+
+  /** A bug of ours must not become an unhandled rejection; the unsettled message is redelivered when the channel closes. */
+  #internalError(delivery: Delivery, err: unknown): void {
+    this.#log.error({ messageId: delivery.msg.properties.messageId as unknown, err: messageOf(err) }, 'internal error while settling a message');
+    this.#done();
+  }
+
+  #done(): void {
+    this.#running -= 1;
+    this.#next();
   }
 
   #next(): void {
@@ -320,7 +356,7 @@ export class ConsumerRuntime implements ConsumerHandle {
     };
   }
 
-  async #run(delivery: Delivery): Promise<Outcome> {
+  #run(delivery: Delivery): Outcome | Promise<Outcome> {
     const { msg } = delivery;
     let payload: unknown;
     try {
@@ -328,38 +364,23 @@ export class ConsumerRuntime implements ConsumerHandle {
     } catch (error) {
       return { kind: 'invalid', error };
     }
+    let result: unknown;
     try {
-      await this.#def.handle(payload, this.#context(delivery));
-      return { kind: 'handled' };
+      result = this.#def.handle(payload, this.#context(delivery));
     } catch (error) {
       return { kind: 'failed', error };
     }
+    if (!isThenable(result)) return HANDLED;
+    return Promise.resolve(result).then(
+      () => HANDLED,
+      (error: unknown) => ({ kind: 'failed', error }),
+    );
   }
 
   #context(delivery: Delivery): ConsumerContext | ManualContext {
     const { msg } = delivery;
-    const props = msg.properties;
-    const headers = (props.headers ?? {}) as Record<string, unknown>;
-    const count = headers['x-delivery-count'];
-    const messageId = props.messageId as string | undefined;
-    const ts = props.timestamp as number | undefined;
-    let log: Logger | undefined;
-    const consumerLog = this.#log;
-    const base: ConsumerContext = {
-      messageId,
-      correlationId: props.correlationId as string | undefined,
-      headers,
-      redelivered: msg.fields.redelivered,
-      deliveryCount: typeof count === 'number' ? count : undefined,
-      exchange: msg.fields.exchange,
-      routingKey: msg.fields.routingKey,
-      timestamp: typeof ts === 'number' ? new Date(ts * 1000) : undefined,
-      attempt: attemptOf(headers),
-      get log(): Logger {
-        log ??= consumerLog.child({ messageId });
-        return log;
-      },
-    };
+    const messageId = msg.properties.messageId as string | undefined;
+    const base = new DeliveryContext(msg, this.#log);
     if (this.#def.ackMode !== 'manual') return base;
     const once = (what: string): boolean => {
       if (!delivery.settled) return true;
@@ -393,7 +414,7 @@ export class ConsumerRuntime implements ConsumerHandle {
         await this.#settler.settle(delivery, { type: 'dead-letter', reason: 'handler' }, new Error(reason ?? 'dead-lettered by the handler'));
       },
     };
-    return Object.assign(Object.create(base) as ConsumerContext, manual);
+    return Object.assign(base, manual);
   }
 
   /** Resolves true once no handler runs and nothing waits, or false at `deadline`. */
@@ -475,6 +496,50 @@ export class ConsumerRuntime implements ConsumerHandle {
 
 /** stop(): after the cancel, how long without deliveries before the channel may close. */
 const LATE_DELIVERY_QUIET_MS = 100;
+
+/** What a handler gets besides the payload. A class: one shape for every message, `log` made on first use. */
+class DeliveryContext implements ConsumerContext {
+  readonly messageId: string | undefined;
+  readonly correlationId: string | undefined;
+  readonly headers: Readonly<Record<string, unknown>>;
+  readonly redelivered: boolean;
+  readonly deliveryCount: number | undefined;
+  readonly exchange: string;
+  readonly routingKey: string;
+  readonly timestamp: Date | undefined;
+  readonly attempt: number;
+  readonly #consumerLog: Logger;
+  #log: Logger | undefined;
+
+  constructor(msg: ConsumeMessage, consumerLog: Logger) {
+    const props = msg.properties;
+    const headers = (props.headers ?? {}) as Record<string, unknown>;
+    const count = headers['x-delivery-count'];
+    const ts = props.timestamp as number | undefined;
+    this.messageId = props.messageId as string | undefined;
+    this.correlationId = props.correlationId as string | undefined;
+    this.headers = headers;
+    this.redelivered = msg.fields.redelivered;
+    this.deliveryCount = typeof count === 'number' ? count : undefined;
+    this.exchange = msg.fields.exchange;
+    this.routingKey = msg.fields.routingKey;
+    this.timestamp = typeof ts === 'number' ? new Date(ts * 1000) : undefined;
+    this.attempt = attemptOf(headers);
+    this.#consumerLog = consumerLog;
+  }
+
+  get log(): Logger {
+    this.#log ??= this.#consumerLog.child({ messageId: this.messageId });
+    return this.#log;
+  }
+}
+
+const HANDLED: Outcome = Object.freeze({ kind: 'handled' });
+const ACK: BrokerAction = Object.freeze({ type: 'ack' });
+
+function isThenable(v: unknown): v is PromiseLike<unknown> {
+  return (typeof v === 'object' || typeof v === 'function') && v !== null && typeof (v as { then?: unknown }).then === 'function';
+}
 
 /**
  * Makes amqplib keep dispatching `tag`'s deliveries after its basic.cancel-ok (it forgets the

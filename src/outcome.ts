@@ -44,13 +44,16 @@ export interface Rule {
   delayFor: (policy: RetryPolicy, retry: number) => number;
 }
 
+const NONE: BrokerAction = Object.freeze({ type: 'none' });
+const ACK: BrokerAction = Object.freeze({ type: 'ack' });
+
 export function decideAction(outcome: Outcome, rule: Rule, alreadySettled = false): BrokerAction {
-  if (rule.ackMode === 'none' || alreadySettled) return { type: 'none' };
+  if (rule.ackMode === 'none' || alreadySettled) return NONE;
   switch (outcome.kind) {
     case 'invalid':
       return { type: 'dead-letter', reason: 'invalid' };
     case 'handled':
-      return rule.ackMode === 'auto' ? { type: 'ack' } : { type: 'none' };
+      return rule.ackMode === 'auto' ? ACK : NONE;
     case 'failed': {
       if (outcome.error instanceof NonRetryableError) return { type: 'dead-letter', reason: 'non-retryable' };
       const policy = rule.retry;

@@ -41,7 +41,8 @@ export class Settler {
     this.#d = deps;
   }
 
-  async settle(delivery: Delivery, action: BrokerAction, error?: unknown): Promise<void> {
+  /** Synchronous for ack, requeue and none; retry and dead-letter return the copy's publish. */
+  settle(delivery: Delivery, action: BrokerAction, error?: unknown): Promise<void> | undefined {
     if (action.type === 'none') return;
     delivery.settled = true;
     const messageId = delivery.msg.properties.messageId as string | undefined;
@@ -53,9 +54,11 @@ export class Settler {
     }
     switch (action.type) {
       case 'ack':
-        return delivery.acker.ack(delivery.slot);
+        delivery.acker.ack(delivery.slot);
+        return;
       case 'requeue':
-        return delivery.acker.nack(delivery.slot, true);
+        delivery.acker.nack(delivery.slot, true);
+        return;
       case 'retry':
         return this.#retry(delivery, action.delayMs, error);
       case 'dead-letter':
