@@ -356,7 +356,15 @@ export class Warren extends TypedEmitter<WarrenEvents> {
  */
 export async function connect(options: ConnectOptions): Promise<Warren> {
   const { topology = emptyTopology, logger = silentLogger(), socketOptions = {}, ...rest } = options;
-  const settings = parseConfig(optionsSchema, { ...rest, urls: rest.urls }, 'connect() options');
+  const topologyProblem = isTopology(topology) ? undefined : 'topology: pass what defineTopology({ exchanges, queues }) returns, not the definition itself';
+  let settings: z.output<typeof optionsSchema>;
+  try {
+    settings = parseConfig(optionsSchema, { ...rest, urls: rest.urls }, 'connect() options');
+  } catch (err) {
+    if (err instanceof ConfigError && topologyProblem !== undefined) throw new ConfigError('connect() options', [...err.problems, topologyProblem]);
+    throw err;
+  }
+  if (topologyProblem !== undefined) throw new ConfigError('connect() options', [topologyProblem]);
   const warren = new Warren(settings, topology, logger, socketOptions);
   try {
     await warren.start();
@@ -365,4 +373,11 @@ export async function connect(options: ConnectOptions): Promise<Warren> {
     throw err;
   }
   return warren;
+}
+
+/** A JavaScript caller may hand over the plain definition (or anything); only defineTopology()'s result will do. */
+function isTopology(t: unknown): t is Topology {
+  if (typeof t !== 'object' || t === null) return false;
+  const o = t as Partial<Record<keyof Topology, unknown>>;
+  return Array.isArray(o.exchanges) && Array.isArray(o.queues) && typeof o.queue === 'function' && typeof o.exchange === 'function';
 }

@@ -46,6 +46,7 @@ describe('connect() options', () => {
     ['an empty name', { urls: [url], name: '' }],
     ['a non-http managementUrl', { urls: [url], managementUrl: 'amqp://localhost:15672' }],
     ['a retry policy without delays', { urls: [url], retry: { maxAttempts: 3 } }],
+    ['a topology definition not passed through defineTopology()', { urls: [url], topology: { queues: { jobs: {} } } } as unknown as ConnectOptions],
   ])('rejects %s with ConfigError before any connection attempt', async (_what, options) => {
     expect.hasAssertions();
     expect((await configError(options)).problems).toHaveLength(1);
