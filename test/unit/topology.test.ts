@@ -18,21 +18,16 @@ function argumentsOf(q: QueueDefinition): Readonly<Record<string, unknown>> | un
   return defineTopology({ queues: { q } }).queue('q')?.arguments;
 }
 
+/** A classic queue declared with every default, as defineTopology() describes it. */
+function defaultClassicQueue(name: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return { name, type: 'classic', durable: true, exclusive: false, autoDelete: false, arguments: {}, bindings: [], deadLetter: undefined, deadLetterOf: undefined, ...extra };
+}
+
 describe('defineTopology: what gets declared', () => {
   it('defaults to durable classic queues without arguments and durable exchanges', () => {
     const t = defineTopology({ exchanges: { orders: { type: 'topic' } }, queues: { b: {}, a: {} } });
     expect(t.exchanges).toEqual([{ name: 'orders', type: 'topic', durable: true, autoDelete: false, internal: false, arguments: {} }]);
-    expect(t.queue('a')).toEqual({
-      name: 'a',
-      type: 'classic',
-      durable: true,
-      exclusive: false,
-      autoDelete: false,
-      arguments: {},
-      bindings: [],
-      deadLetter: undefined,
-      deadLetterOf: undefined,
-    });
+    expect(t.queue('a')).toEqual(defaultClassicQueue('a'));
     expect(t.queues.map((q) => q.name)).toEqual(['b', 'a']);
     expect(t.queue('missing')).toBeUndefined();
   });
@@ -88,17 +83,7 @@ describe('defineTopology: what gets declared', () => {
   it('deadLetter: true declares a classic <queue>.dlq just before a classic queue, through the default exchange', () => {
     const t = defineTopology({ queues: { first: {}, plain: { deadLetter: true, maxLength: 5 } } });
     expect(t.queues.map((q) => q.name)).toEqual(['first', 'plain.dlq', 'plain']);
-    expect(t.queue('plain.dlq')).toEqual({
-      name: 'plain.dlq',
-      type: 'classic',
-      durable: true,
-      exclusive: false,
-      autoDelete: false,
-      arguments: {},
-      bindings: [],
-      deadLetter: undefined,
-      deadLetterOf: 'plain',
-    });
+    expect(t.queue('plain.dlq')).toEqual(defaultClassicQueue('plain.dlq', { deadLetterOf: 'plain' }));
     expect(t.queue('plain')?.arguments).toEqual({ 'x-max-length': 5, 'x-dead-letter-exchange': '', 'x-dead-letter-routing-key': 'plain.dlq' });
     expect(t.queue('plain')?.deadLetter).toEqual({ exchange: '', routingKey: 'plain.dlq' });
   });
