@@ -36,6 +36,10 @@ describe('test-owned RabbitMQ node', () => {
     await ch.purgeQueue('helper.durable');
     ch.sendToQueue('helper.durable', Buffer.from('kept'), { persistent: true });
     await ch.waitForConfirms();
+    // The confirm means the message is on disk; the queue's own record is in Mnesia, whose log is
+    // written behind. A SIGKILL moments after the declare can lose the queue (and the message with
+    // it): flush that log first, as any running broker does within moments.
+    await node.mustCtl(['eval', 'mnesia:sync_log().']);
     const closed = new Promise((resolve) => conn.once('close', resolve));
     await node.kill();
     await closed;
