@@ -77,8 +77,8 @@ export function validatePayload<M extends MessageContract>(contract: M, payload:
   return result.data as Payload<M>;
 }
 
-/** Encodes a (validated) payload as a JSON body. */
-export function encodePayload(contract: MessageContract, payload: unknown): Buffer {
+/** Encodes a (validated) payload as JSON text; ValidationError if it cannot be. */
+export function encodeJson(contract: MessageContract, payload: unknown): string {
   let json: string | undefined;
   try {
     json = JSON.stringify(payload);
@@ -88,7 +88,12 @@ export function encodePayload(contract: MessageContract, payload: unknown): Buff
   }
   // JSON.stringify(undefined) is undefined: a schema such as z.any() can let that through.
   if (json === undefined) throw new ValidationError(contract.name, [{ path: [], message: 'payload is not JSON-serialisable', code: 'custom' }]);
-  return Buffer.from(json, 'utf8');
+  return json;
+}
+
+/** Encodes a (validated) payload as a JSON body. */
+export function encodePayload(contract: MessageContract, payload: unknown): Buffer {
+  return Buffer.from(encodeJson(contract, payload), 'utf8');
 }
 
 /**

@@ -4,7 +4,13 @@ import type { Options } from 'amqplib';
 export interface Pending {
   readonly exchange: string;
   readonly routingKey: string;
-  readonly content: Buffer;
+  /**
+   * The body: a JSON string for publish() (encoded to bytes as it is sent, so no buffer is held
+   * while waiting for the confirm), or the bytes themselves for publishRaw().
+   */
+  readonly body: string | Buffer;
+  /** The body's size in bytes. */
+  readonly bytes: number;
   readonly options: Options.Publish;
   readonly messageId: string;
   readonly deadline: number;
@@ -61,14 +67,14 @@ export class PublishBuffer {
 
   push(p: Pending): void {
     this.#items.push(p);
-    this.#bytes += p.content.length;
+    this.#bytes += p.bytes;
   }
 
   /** Puts messages back at the front, in order (they were taken out to be sent, and were not). */
   pushFront(items: Pending[]): void {
     const live = items.filter((p) => !p.settled);
     if (live.length === 0) return;
-    for (const p of live) this.#bytes += p.content.length;
+    for (const p of live) this.#bytes += p.bytes;
     this.#items = [...live, ...this.#items.slice(this.#head)];
     this.#head = 0;
   }
@@ -85,7 +91,7 @@ export class PublishBuffer {
       this.#items[this.#head] = undefined;
       this.#head += 1;
       if (p === undefined || p.settled) continue;
-      this.#bytes -= p.content.length;
+      this.#bytes -= p.bytes;
       return p;
     }
     return undefined;
@@ -108,7 +114,7 @@ export class PublishBuffer {
     let admitted = 0;
     for (;;) {
       const p = this.#roomWaiters[0];
-      if (p === undefined || this.fullBecause(p.content.length) !== undefined) return admitted;
+      if (p === undefined || this.fullBecause(p.bytes) !== undefined) return admitted;
       this.#roomWaiters.shift();
       if (p.settled) continue;
       this.push(p);
@@ -123,7 +129,7 @@ export class PublishBuffer {
       const p = this.#items[i];
       if (p !== undefined && !p.settled && p.deadline <= now) {
         this.#items[i] = undefined;
-        this.#bytes -= p.content.length;
+        this.#bytes -= p.bytes;
         waiting.push(p);
       }
     }
