@@ -7,7 +7,7 @@ import { assertQueueOf, assertWaitQueue, type DeclareTarget } from './declare.js
 import { amqpCode, ClosedError, ConfigError, ConsumeError, messageOf, ReplyCode, WarrenError } from './errors.js';
 import type { Logger } from './logger.js';
 import { decodeBody, validatePayload } from './message.js';
-import { decideAction, type BrokerAction, type Outcome, type Rule } from './outcome.js';
+import { ACK, decideAction, type Outcome, type Rule } from './outcome.js';
 import type { Publisher } from './producer.js';
 import { attemptOf, retryDelay, retryTiers, waitQueueName, type RetryPolicy } from './retry.js';
 import { Acker } from './acker.js';
@@ -379,9 +379,9 @@ export class ConsumerRuntime implements ConsumerHandle {
 
   #context(delivery: Delivery): ConsumerContext | ManualContext {
     const { msg } = delivery;
-    const messageId = msg.properties.messageId as string | undefined;
     const base = new DeliveryContext(msg, this.#log);
     if (this.#def.ackMode !== 'manual') return base;
+    const { messageId } = base;
     const once = (what: string): boolean => {
       if (!delivery.settled) return true;
       this.#log.warn({ messageId, call: what }, 'message already settled; ignoring the second call');
@@ -476,7 +476,7 @@ export class ConsumerRuntime implements ConsumerHandle {
     }
     if (!finished) {
       const unstarted = this.#waiting.splice(0);
-      for (const d of unstarted) await this.#settler.settle(d, { type: 'requeue' });
+      for (const d of unstarted) void this.#settler.settle(d, { type: 'requeue' }); // synchronous: a nack each
       this.#log.warn(
         { inFlight: this.#running, returned: unstarted.length, stopTimeoutMs: this.#def.stopTimeoutMs },
         'stop deadline reached: unstarted messages returned to the queue; those whose handlers still run will be redelivered',
@@ -535,7 +535,6 @@ class DeliveryContext implements ConsumerContext {
 }
 
 const HANDLED: Outcome = Object.freeze({ kind: 'handled' });
-const ACK: BrokerAction = Object.freeze({ type: 'ack' });
 
 function isThenable(v: unknown): v is PromiseLike<unknown> {
   return (typeof v === 'object' || typeof v === 'function') && v !== null && typeof (v as { then?: unknown }).then === 'function';

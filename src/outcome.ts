@@ -45,7 +45,8 @@ export interface Rule {
 }
 
 const NONE: BrokerAction = Object.freeze({ type: 'none' });
-const ACK: BrokerAction = Object.freeze({ type: 'ack' });
+/** The plain ack, shared: the hot path allocates no action for it. */
+export const ACK: BrokerAction = Object.freeze({ type: 'ack' });
 
 export function decideAction(outcome: Outcome, rule: Rule, alreadySettled = false): BrokerAction {
   if (rule.ackMode === 'none' || alreadySettled) return NONE;
