@@ -91,11 +91,6 @@ export function encodeJson(contract: MessageContract, payload: unknown): string 
   return json;
 }
 
-/** Encodes a (validated) payload as a JSON body. */
-export function encodePayload(contract: MessageContract, payload: unknown): Buffer {
-  return Buffer.from(encodeJson(contract, payload), 'utf8');
-}
-
 /**
  * Decodes a received body. Accepts content type application/json (with parameters) or none;
  * anything else, or a body that is not JSON, throws DecodeError.

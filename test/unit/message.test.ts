@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { decodeBody, defineMessage, encodePayload, validatePayload } from '../../src/message.js';
+import { decodeBody, defineMessage, encodeJson, validatePayload } from '../../src/message.js';
 import { ConfigError, DecodeError, ValidationError } from '../../src/errors.js';
 
 const Order = defineMessage({
@@ -84,13 +84,15 @@ describe('validatePayload', () => {
   });
 });
 
-describe('encodePayload / decodeBody', () => {
+describe('encodeJson / decodeBody', () => {
   const Anything = defineMessage({ name: 'any', exchange: '', routingKey: 'q', schema: z.any() });
 
   it('round-trips a payload through a UTF-8 JSON body', () => {
     const payload = { orderId: 'ö-1 ✓ 😀', amountCents: 5, currency: 'EUR', items: [{ sku: 'a"b\\c', qty: 2 }] };
-    const body = encodePayload(Order, payload);
-    expect(body).toBeInstanceOf(Buffer);
+    const json = encodeJson(Order, payload);
+    expect(json).toBe(JSON.stringify(payload));
+    // The publisher sends it as UTF-8 bytes.
+    const body = Buffer.from(json, 'utf8');
     expect(body.toString('utf8')).toBe(JSON.stringify(payload));
     expect(decodeBody(Order, body, 'application/json')).toEqual(payload);
   });
@@ -117,7 +119,7 @@ describe('encodePayload / decodeBody', () => {
 
   it('refuses a payload that JSON.stringify turns into nothing with ValidationError', () => {
     for (const payload of [undefined, () => 1]) {
-      const err = thrown(() => encodePayload(Anything, payload));
+      const err = thrown(() => encodeJson(Anything, payload));
       expect(err).toBeInstanceOf(ValidationError);
       expect((err as ValidationError).code).toBe('VALIDATION_FAILED');
     }
@@ -127,7 +129,7 @@ describe('encodePayload / decodeBody', () => {
     const circular: Record<string, unknown> = {};
     circular['self'] = circular;
     for (const payload of [{ n: 10n }, circular]) {
-      const err = thrown(() => encodePayload(Anything, payload));
+      const err = thrown(() => encodeJson(Anything, payload));
       expect(err).toBeInstanceOf(ValidationError);
       expect((err as ValidationError).code).toBe('VALIDATION_FAILED');
     }
