@@ -3,6 +3,43 @@ import js from '@eslint/js';
 import { defineConfig } from 'eslint/config';
 import tseslint from 'typescript-eslint';
 
+/**
+ * src/'s folders are layers; imports point down only. Bottom to top; folders on one line are
+ * siblings that must not import each other (publish/ never imports consume/, and so on).
+ */
+const LAYERS = [['support'], ['instrument'], ['amqp'], ['define'], ['topology', 'dead-letter'], ['publish', 'consume'], ['client']];
+
+const AMQPLIB_ONLY_IN_AMQP = {
+  name: 'amqplib',
+  message: 'Only src/amqp/ imports amqplib: use the transport interfaces of src/amqp/transport.ts (Link, Channel, Inbound).',
+};
+
+/** One config per folder: no amqplib (but in amqp/), and nothing from a folder above or beside it. */
+const layering = LAYERS.flatMap((tier, level) =>
+  tier.map((folder) => {
+    const above = LAYERS.slice(level + 1).flat();
+    const beside = tier.filter((f) => f !== folder);
+    const forbidden = [...above, ...beside];
+    return {
+      files: [`src/${folder}/**/*.ts`],
+      rules: {
+        'no-restricted-imports': [
+          'error',
+          {
+            paths: folder === 'amqp' ? [] : [AMQPLIB_ONLY_IN_AMQP],
+            patterns: [
+              ...(folder === 'amqp' ? [] : [{ group: ['amqplib/*'], message: AMQPLIB_ONLY_IN_AMQP.message }]),
+              ...(forbidden.length > 0
+                ? [{ group: forbidden.map((f) => `../${f}/*`), message: `src/${folder}/ may import only from the layers below it (see LAYERS in eslint.config.js, and "Architecture" in the README).` }]
+                : []),
+            ],
+          },
+        ],
+      },
+    };
+  }),
+);
+
 // ESLint's own defineConfig(): typescript-eslint 8 deprecates its tseslint.config() helper for it.
 export default defineConfig(
   { ignores: ['dist/', 'node_modules/', 'coverage/'] },
@@ -17,6 +54,12 @@ export default defineConfig(
       '@typescript-eslint/no-floating-promises': ['error', { ignoreVoid: true }],
     },
   },
+  {
+    // Files directly in src/ (index.ts) and anything new there: amqplib only through src/amqp/.
+    files: ['src/*.ts', 'consumers/**/*.ts', 'producers/**/*.ts'],
+    rules: { 'no-restricted-imports': ['error', { paths: [AMQPLIB_ONLY_IN_AMQP], patterns: [{ group: ['amqplib/*'], message: AMQPLIB_ONLY_IN_AMQP.message }] }] },
+  },
+  ...layering,
   {
     // Tests poke at raw amqplib messages and broker JSON: unsafe-any rules would only add casts.
     files: ['test/**', 'bench/**'],

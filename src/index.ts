@@ -1,8 +1,8 @@
 // warren's one public entry. Everything a user may import is listed here by name.
-export { connect, Warren } from './client.js';
-export type { ConnectOptions, ConnectionHealth, Health, WarrenEvents } from './client.js';
+export { connect, Warren } from './client/warren.js';
+export type { ConnectOptions, ConnectionHealth, Health, WarrenEvents } from './client/warren.js';
 
-export { defineTopology } from './topology.js';
+export { defineTopology } from './define/topology.js';
 export type {
   BindingDefinition,
   DeclaredBinding,
@@ -13,27 +13,62 @@ export type {
   QueueDefinition,
   Topology,
   TopologyDefinition,
-} from './topology.js';
+} from './define/topology.js';
 
-export { defineMessage } from './message.js';
-export type { MessageContract, MessageDefinition, Payload, PayloadInput } from './message.js';
+export { defineMessage } from './define/message.js';
+export type { MessageContract, MessageDefinition, Payload, PayloadInput } from './define/message.js';
 
-export type { PublisherStats, PublishOptions, PublishReceipt } from './producer.js';
+export type { PublishOptions } from './publish/options.js';
+export type { PublisherStats, PublishReceipt } from './publish/publisher.js';
 
-export { NonRetryableError, Header as WarrenHeader } from './retry.js';
-export type { RetryPolicyInput as RetryPolicy } from './retry.js';
-export type { DeadLetter, ReplayOptions, ReplayResult } from './dead-letters.js';
+export { Header as WarrenHeader } from './dead-letter/headers.js';
+export type { RetryPolicyInput as RetryPolicy } from './define/retry-policy.js';
+export type { DeadLetter, ReplayOptions, ReplayResult } from './dead-letter/dead-letters.js';
 
-export { defineConsumer } from './consumer.js';
-export type { AckMode, Consumer, ConsumerContext, ConsumerDefinition, ContextFor, ManualContext, OnError } from './consumer.js';
-export type { ConsumerEvent, ConsumerHandle, ConsumerHealth } from './consumer-runtime.js';
+export { defineConsumer } from './define/consumer.js';
+export type { AckMode, Consumer, ConsumerContext, ConsumerDefinition, ContextFor, ManualContext, OnError } from './define/consumer.js';
+export type { ConsumerEvent, ConsumerHandle, ConsumerHealth } from './consume/subscription.js';
+export type { ConsumerCounts } from './consume/counters.js';
+export type { BrokerAction, DeadLetterReason } from './consume/outcome.js';
 
-export type { ConnectionRole, ConnectionState, ReconnectInfo } from './connection.js';
+export type { ConnectionRole, ConnectionState, ReconnectInfo } from './amqp/connection.js';
+export type {
+  Channel,
+  ChannelEvents,
+  ConfirmChannel,
+  ConfirmResult,
+  ExchangeOptions,
+  Inbound,
+  Link,
+  LinkEvents,
+  LinkOptions,
+  PublishProperties,
+  QueueInfo,
+  QueueOptions,
+  Returned,
+  SocketOptions,
+  Transport,
+} from './amqp/transport.js';
 
-export { backoffDelay, backoffCeiling } from './backoff.js';
-export type { BackoffOptions } from './backoff.js';
-export type { Duration } from './duration.js';
+export { ChannelName as WarrenChannel } from './instrument/channels.js';
+export type {
+  ConnectionStateChange,
+  ConsumeAction,
+  ConsumeOutcome,
+  ConsumerStateChange,
+  ConsumeTrace,
+  DeadLetterDecision,
+  PublishOutcome,
+  PublishTrace,
+  RetryDecision,
+} from './instrument/channels.js';
 
+export { backoffDelay, backoffCeiling } from './amqp/backoff.js';
+export type { BackoffOptions } from './amqp/backoff.js';
+export type { Duration } from './define/duration.js';
+
+export { ReplyCode } from './amqp/reply-codes.js';
+export type { ReplyCodeName } from './amqp/reply-codes.js';
 export {
   AccessRefusedError,
   ClosedError,
@@ -42,15 +77,15 @@ export {
   ConsumeError,
   DecodeError,
   MessageTooLargeError,
+  NonRetryableError,
   PublishBufferFullError,
   PublishError,
   PublishNackedError,
   PublishTimeoutError,
-  ReplyCode,
   TopologyError,
   TopologyMismatchError,
   UnroutableError,
   ValidationError,
   WarrenError,
-} from './errors.js';
-export type { ArgumentDifference, ReplyCodeName, ValidationIssue, WarrenErrorCode } from './errors.js';
+} from './support/errors.js';
+export type { ArgumentDifference, ValidationIssue, WarrenErrorCode } from './support/errors.js';

@@ -217,7 +217,18 @@ describe('publish()', () => {
     p.resume();
     await expect(Promise.all(all)).resolves.toHaveLength(4);
     expect(await drainIds(s.queue)).toEqual(['m0', 'm1', 'm2', 'm3']);
-    expect(warren.health().publisher).toEqual({ inFlight: 0, buffered: 0, bufferedBytes: 0, waitingForRoom: 0 });
+    expect(warren.health().publisher).toEqual({
+      inFlight: 0,
+      buffered: 0,
+      bufferedBytes: 0,
+      waitingForRoom: 0,
+      published: 4,
+      confirmed: 4,
+      nacked: 0,
+      returned: 0,
+      timedOut: 0,
+      failed: 0,
+    });
   });
 
   it("whenFull 'wait': no room before the publish's deadline → PUBLISH_BUFFER_FULL; it was never sent", async () => {

@@ -1,27 +1,27 @@
 // The ack coalescer's own logic, against a fake channel that records what would go on the wire.
 // (What the broker makes of it is checked against RabbitMQ in test/integration/consume.test.ts.)
-import type { Channel, ConsumeMessage } from 'amqplib';
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
-import { Acker } from '../../src/acker.js';
+import type { Channel, Inbound } from '../../src/amqp/transport.js';
+import { Acker } from '../../src/consume/acker.js';
 
 function fakeChannel() {
   const wire: string[] = [];
   let closed = false;
   const channel = {
-    ack: (m: ConsumeMessage, multiple = false) => {
+    ack: (deliveryTag: number, multiple: boolean) => {
       if (closed) throw new Error('Channel closed');
-      wire.push(`ack ${m.fields.deliveryTag}${multiple ? ' multiple' : ''}`);
+      wire.push(`ack ${deliveryTag}${multiple ? ' multiple' : ''}`);
     },
-    nack: (m: ConsumeMessage, _multiple = false, requeue = true) => {
+    nack: (deliveryTag: number, _multiple: boolean, requeue: boolean) => {
       if (closed) throw new Error('Channel closed');
-      wire.push(`nack ${m.fields.deliveryTag}${requeue ? ' requeue' : ''}`);
+      wire.push(`nack ${deliveryTag}${requeue ? ' requeue' : ''}`);
     },
   } as unknown as Channel;
   return { channel, wire, close: () => (closed = true) };
 }
 
-const msg = (tag: number) => ({ fields: { deliveryTag: tag }, properties: {} }) as unknown as ConsumeMessage;
+const msg = (tag: number) => ({ deliveryTag: tag, messageId: undefined, headers: {} }) as unknown as Inbound;
 const nextTurn = () => new Promise((r) => setImmediate(r));
 
 describe('Acker', () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { backoffCeiling, backoffDelay } from '../../src/backoff.js';
+import { backoffCeiling, backoffDelay } from '../../src/amqp/backoff.js';
 
 const opts = { initialDelayMs: 100, maxDelayMs: 5_000, factor: 2 };
 /** The largest value Math.random() can return. */

@@ -2,7 +2,7 @@
 // against RabbitMQ, is in test/integration/publish.test.ts ("writes a burst of publishes …").
 import type { ChannelModel } from 'amqplib';
 import { describe, expect, it } from 'vitest';
-import { batchSocketWrites } from '../../src/batch-writes.js';
+import { batchSocketWrites } from '../../src/amqp/batch-writes.js';
 
 function fakeModel(readIncoming: () => void) {
   const calls: string[] = [];

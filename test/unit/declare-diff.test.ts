@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { diff } from '../../src/declare.js';
-import type { ManagedEntity } from '../../src/management.js';
+import { diff } from '../../src/topology/diff.js';
+import type { ManagedEntity } from '../../src/topology/management.js';
 
 /** A queue as RabbitMQ 3.10's management API returns it (GET /api/queues/:vhost/:name), trimmed. */
 function apiQueue(overrides: Partial<ManagedEntity>): ManagedEntity {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { decodeBody, defineMessage, encodeJson, validatePayload } from '../../src/message.js';
-import { ConfigError, DecodeError, ValidationError } from '../../src/errors.js';
+import { decodeBody, defineMessage, encodeJson, validatePayload } from '../../src/define/message.js';
+import { ConfigError, DecodeError, ValidationError } from '../../src/support/errors.js';
 
 const Order = defineMessage({
   name: 'order.placed',

@@ -1,97 +1,87 @@
+// THE rule (src/consume/outcome.ts): its doc comment, the README's table and this test are the
+// same table, row by row. What the broker then does with each action is checked against
+// RabbitMQ in test/integration (consume, retry) and, without a broker, in pipeline.test.ts.
 import { describe, expect, it } from 'vitest';
-import { decideAction, type AckMode, type BrokerAction, type OnError, type Outcome, type Rule } from '../../src/outcome.js';
-import { NonRetryableError } from '../../src/index.js';
-import { retryDelay, type RetryPolicy } from '../../src/retry.js';
+import { decide, type BrokerAction, type DeliveryEvent, type Outcome, type Rule } from '../../src/consume/outcome.js';
+import type { AckMode } from '../../src/define/consumer.js';
+import type { RetryPolicy } from '../../src/define/retry-policy.js';
+import { ConfigError, NonRetryableError } from '../../src/index.js';
+
+const policy: RetryPolicy = { maxAttempts: 3, delays: [1_000, 5_000] };
+
+function rule(ackMode: AckMode, o: Partial<Rule> = {}): Rule {
+  return { ackMode, onError: 'dead-letter', retry: undefined, attempt: 1, deadLetterQueue: true, ...o };
+}
 
 const handled: Outcome = { kind: 'handled' };
-const failed: Outcome = { kind: 'failed', error: new Error('handler threw') };
+const threw: Outcome = { kind: 'failed', error: new Error('handler threw') };
 const invalid: Outcome = { kind: 'invalid', error: new Error('body is not JSON') };
-const outcomes = { handled, failed, invalid };
+const nonRetryable: Outcome = { kind: 'failed', error: new NonRetryableError('card declined') };
+const done = (outcome: Outcome, settled = false): DeliveryEvent => ({ on: 'handler-done', outcome, settled });
 
 const ACK: BrokerAction = { type: 'ack' };
 const NONE: BrokerAction = { type: 'none' };
 const REQUEUE: BrokerAction = { type: 'requeue' };
-const DEAD_LETTER_FAILED: BrokerAction = { type: 'dead-letter', reason: 'handler-failed' };
-const DEAD_LETTER_INVALID: BrokerAction = { type: 'dead-letter', reason: 'invalid' };
+const REJECT: BrokerAction = { type: 'reject', reason: undefined };
+const deadLetter = (reason: string): BrokerAction => ({ type: 'dead-letter', reason }) as BrokerAction;
 
-function rule(ackMode: AckMode, onError: OnError, retry?: RetryPolicy, attempt = 1): Rule {
-  return { ackMode, onError, retry, attempt, delayFor: retryDelay };
-}
+type Row = [when: string, modes: AckMode[], what: string, event: DeliveryEvent, rule: Partial<Rule>, expected: BrokerAction];
 
-describe('the outcome → broker action rule (no retry policy)', () => {
-  // Every ack mode × outcome × onError, as in the README's table.
-  it.each<[AckMode, keyof typeof outcomes, OnError, BrokerAction]>([
-    ['auto', 'handled', 'dead-letter', ACK],
-    ['auto', 'handled', 'requeue', ACK],
-    ['auto', 'failed', 'dead-letter', DEAD_LETTER_FAILED],
-    ['auto', 'failed', 'requeue', REQUEUE],
-    ['auto', 'invalid', 'dead-letter', DEAD_LETTER_INVALID],
-    ['auto', 'invalid', 'requeue', DEAD_LETTER_INVALID],
-    ['manual', 'handled', 'dead-letter', NONE],
-    ['manual', 'handled', 'requeue', NONE],
-    ['manual', 'failed', 'dead-letter', DEAD_LETTER_FAILED],
-    ['manual', 'failed', 'requeue', REQUEUE],
-    ['manual', 'invalid', 'dead-letter', DEAD_LETTER_INVALID],
-    ['manual', 'invalid', 'requeue', DEAD_LETTER_INVALID],
-    ['none', 'handled', 'dead-letter', NONE],
-    ['none', 'handled', 'requeue', NONE],
-    ['none', 'failed', 'dead-letter', NONE],
-    ['none', 'failed', 'requeue', NONE],
-    ['none', 'invalid', 'dead-letter', NONE],
-    ['none', 'invalid', 'requeue', NONE],
-  ])('ackMode %s, %s, onError %s → %o', (ackMode, outcome, onError, expected) => {
-    expect(decideAction(outcomes[outcome], rule(ackMode, onError))).toEqual(expected);
+// prettier-ignore
+const TABLE: Row[] = [
+  ['arrival', ['none'], 'a delivery arrives', { on: 'arrival' }, {}, ACK],
+  ['arrival', ['auto', 'manual'], 'a delivery arrives', { on: 'arrival' }, {}, NONE],
+  ['handler done', ['none'], 'anything: resolved', done(handled), {}, NONE],
+  ['handler done', ['none'], 'anything: threw, with a policy', done(threw), { retry: policy }, NONE],
+  ['handler done', ['none'], 'anything: invalid', done(invalid), {}, NONE],
+  ['handler done', ['auto', 'manual'], 'body undecodable, or fails the schema', done(invalid), { onError: 'requeue', retry: policy }, deadLetter('invalid')],
+  ['handler done', ['auto'], 'resolved', done(handled), {}, ACK],
+  ['handler done', ['manual'], 'resolved', done(handled), {}, NONE],
+  ['handler done', ['auto', 'manual'], 'threw NonRetryableError', done(nonRetryable), { onError: 'requeue', retry: policy }, deadLetter('non-retryable')],
+  ['handler done', ['auto', 'manual'], 'threw; retry policy; attempt 1 of 3', done(threw), { retry: policy, attempt: 1 }, { type: 'retry', delayMs: 1_000 }],
+  ['handler done', ['auto', 'manual'], 'threw; retry policy; attempt 2 of 3', done(threw), { retry: policy, attempt: 2 }, { type: 'retry', delayMs: 5_000 }],
+  ['handler done', ['auto', 'manual'], 'threw; retry policy; last attempt', done(threw), { retry: policy, attempt: 3 }, deadLetter('retries-exhausted')],
+  ['handler done', ['auto', 'manual'], 'threw; retry policy; past the last attempt', done(threw), { retry: policy, attempt: 7 }, deadLetter('retries-exhausted')],
+  ['handler done', ['auto', 'manual'], "threw; no retry policy; onError 'requeue'", done(threw), { onError: 'requeue' }, REQUEUE],
+  ['handler done', ['auto', 'manual'], "threw; maxAttempts 1 (no retry); onError 'requeue'", done(threw), { onError: 'requeue', retry: { maxAttempts: 1 } }, REQUEUE],
+  ['handler done', ['auto', 'manual'], "threw; no retry policy; onError 'dead-letter'", done(threw), {}, deadLetter('handler-failed')],
+  ['handler done', ['manual'], 'resolved, after the handler settled it', done(handled, true), {}, NONE],
+  ['handler done', ['manual'], 'threw, after the handler settled it', done(threw, true), { retry: policy }, NONE],
+  ['handler done', ['manual'], 'invalid, after the handler settled it', done(invalid, true), {}, NONE],
+  ['manual call', ['manual'], 'ctx.ack()', { on: 'manual-call', call: { call: 'ack' } }, {}, ACK],
+  ['manual call', ['manual'], 'ctx.nack({ requeue: true })', { on: 'manual-call', call: { call: 'nack', requeue: true } }, {}, REQUEUE],
+  ['manual call', ['manual'], 'ctx.nack()', { on: 'manual-call', call: { call: 'nack', requeue: false } }, {}, REJECT],
+  ['manual call', ['manual'], 'ctx.reject()', { on: 'manual-call', call: { call: 'reject' } }, {}, REJECT],
+  ['manual call', ['manual'], "ctx.retry({ delay: '30s' }); attempts left", { on: 'manual-call', call: { call: 'retry', delayMs: 30_000 } }, { retry: policy, attempt: 2 }, { type: 'retry', delayMs: 30_000 }],
+  ['manual call', ['manual'], 'ctx.retry(); attempts left: the policy delay', { on: 'manual-call', call: { call: 'retry', delayMs: undefined } }, { retry: policy, attempt: 2 }, { type: 'retry', delayMs: 5_000 }],
+  ['manual call', ['manual'], "ctx.retry({ delay: '30s' }); no policy", { on: 'manual-call', call: { call: 'retry', delayMs: 30_000 } }, {}, { type: 'retry', delayMs: 30_000 }],
+  ['manual call', ['manual'], 'ctx.retry(); last attempt', { on: 'manual-call', call: { call: 'retry', delayMs: 30_000 } }, { retry: policy, attempt: 3 }, deadLetter('retries-exhausted')],
+  ['manual call', ['manual'], "ctx.deadLetter('reason')", { on: 'manual-call', call: { call: 'dead-letter' } }, {}, deadLetter('handler')],
+  ['any dead-letter', ['auto', 'manual'], 'invalid, and the queue has no dead-letter queue', done(invalid), { deadLetterQueue: false }, { type: 'reject', reason: 'invalid' }],
+  ['any dead-letter', ['auto', 'manual'], 'threw, last attempt, no dead-letter queue', done(threw), { retry: policy, attempt: 3, deadLetterQueue: false }, { type: 'reject', reason: 'retries-exhausted' }],
+  ['any dead-letter', ['manual'], "ctx.deadLetter(), no dead-letter queue", { on: 'manual-call', call: { call: 'dead-letter' } }, { deadLetterQueue: false }, { type: 'reject', reason: 'handler' }],
+  ['copy failed', ['auto', 'manual'], 'a retry copy could not be published', { on: 'copy-failed', action: { type: 'retry', delayMs: 1_000 } }, {}, REQUEUE],
+  ['copy failed', ['auto', 'manual'], 'a dead-letter copy could not be published', { on: 'copy-failed', action: { type: 'dead-letter', reason: 'invalid' } }, {}, { type: 'reject', reason: 'invalid' }],
+  ['stop deadline', ['auto', 'manual', 'none'], 'delivered, not started when stop() runs out of time', { on: 'stop-deadline' }, {}, REQUEUE],
+];
+
+describe('the rule: what happened to a delivery → what warren tells the broker', () => {
+  const rows = TABLE.flatMap(([when, modes, what, event, r, expected]) => modes.map((mode) => [when, mode, what, event, r, expected] as const));
+  it.each(rows)('%s | %s | %s', (_when, mode, _what, event, r, expected) => {
+    expect(decide(event, rule(mode, r))).toEqual(expected);
   });
 
-  it('never settles a delivery twice: one the handler already settled gets no action, whatever the outcome', () => {
-    for (const ackMode of ['auto', 'manual', 'none'] as const) {
-      for (const onError of ['dead-letter', 'requeue'] as const) {
-        for (const outcome of [handled, failed, invalid]) {
-          expect(decideAction(outcome, rule(ackMode, onError), true)).toEqual(NONE);
-          expect(decideAction(outcome, rule(ackMode, onError, { maxAttempts: 3, delays: [1_000] }), true)).toEqual(NONE);
+  it('refuses ctx.retry() with neither a delay nor a retry policy, and settles nothing', () => {
+    expect(() => decide({ on: 'manual-call', call: { call: 'retry', delayMs: undefined } }, rule('manual'))).toThrow(ConfigError);
+  });
+
+  it('never decides a second action for a delivery the handler already settled', () => {
+    for (const mode of ['auto', 'manual', 'none'] as const) {
+      for (const outcome of [handled, threw, invalid, nonRetryable]) {
+        for (const r of [{}, { retry: policy }, { onError: 'requeue' as const }, { deadLetterQueue: false }]) {
+          expect(decide(done(outcome, true), rule(mode, r))).toEqual(NONE);
         }
       }
     }
-  });
-
-  it('a NonRetryableError dead-letters even with onError requeue', () => {
-    const nonRetryable: Outcome = { kind: 'failed', error: new NonRetryableError('card declined') };
-    for (const ackMode of ['auto', 'manual'] as const) {
-      expect(decideAction(nonRetryable, rule(ackMode, 'requeue'))).toEqual({ type: 'dead-letter', reason: 'non-retryable' });
-    }
-    expect(decideAction(nonRetryable, rule('none', 'requeue'))).toEqual(NONE);
-  });
-});
-
-describe('the outcome → broker action rule with a retry policy', () => {
-  const policy: RetryPolicy = { maxAttempts: 3, delays: [1_000, 5_000] };
-
-  it('retries a failure after the delay for that attempt until maxAttempts, then dead-letters', () => {
-    for (const ackMode of ['auto', 'manual'] as const) {
-      expect(decideAction(failed, rule(ackMode, 'dead-letter', policy, 1))).toEqual({ type: 'retry', delayMs: 1_000 });
-      expect(decideAction(failed, rule(ackMode, 'dead-letter', policy, 2))).toEqual({ type: 'retry', delayMs: 5_000 });
-      expect(decideAction(failed, rule(ackMode, 'dead-letter', policy, 3))).toEqual({ type: 'dead-letter', reason: 'retries-exhausted' });
-      expect(decideAction(failed, rule(ackMode, 'dead-letter', policy, 7))).toEqual({ type: 'dead-letter', reason: 'retries-exhausted' });
-    }
-  });
-
-  it('does not retry invalid input, a NonRetryableError, or a success', () => {
-    expect(decideAction(invalid, rule('auto', 'dead-letter', policy))).toEqual(DEAD_LETTER_INVALID);
-    expect(decideAction({ kind: 'failed', error: new NonRetryableError('no') }, rule('auto', 'dead-letter', policy))).toEqual({
-      type: 'dead-letter',
-      reason: 'non-retryable',
-    });
-    expect(decideAction(handled, rule('auto', 'dead-letter', policy))).toEqual(ACK);
-    expect(decideAction(handled, rule('manual', 'dead-letter', policy))).toEqual(NONE);
-  });
-
-  it('maxAttempts 1 means no retry: onError decides', () => {
-    const once: RetryPolicy = { maxAttempts: 1 };
-    expect(decideAction(failed, rule('auto', 'requeue', once))).toEqual(REQUEUE);
-    expect(decideAction(failed, rule('auto', 'dead-letter', once))).toEqual(DEAD_LETTER_FAILED);
-  });
-
-  it('ackMode none ignores the policy', () => {
-    expect(decideAction(failed, rule('none', 'dead-letter', policy))).toEqual(NONE);
   });
 });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { redactSecrets, redactUrl } from '../../src/redact.js';
+import { redactSecrets, redactUrl } from '../../src/support/redact.js';
 
 describe('redactUrl', () => {
   it('hides the password and keeps user, host, port and vhost', () => {

@@ -1,7 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { ConfigError, defineConsumer, defineMessage } from '../../src/index.js';
-import { attemptOf, bounded, formatDelay, retryDelay, retryPolicySchema, retryTiers, waitQueueName } from '../../src/retry.js';
+import { attemptOf, bounded } from '../../src/dead-letter/headers.js';
+import { formatDelay, waitQueueName } from '../../src/dead-letter/wait-queues.js';
+import { retryDelay, retryPolicySchema, retryTiers } from '../../src/define/retry-policy.js';
 
 const policy = (input: z.input<typeof retryPolicySchema>) => retryPolicySchema.parse(input);
 

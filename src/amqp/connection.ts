@@ -1,10 +1,13 @@
-import amqp, { type ChannelModel, type SocketOptions } from 'amqplib';
-import { batchSocketWrites } from './batch-writes.js';
+import { connectionChannel } from '../instrument/channels.js';
+import { AccessRefusedError, ClosedError, ConnectionError, messageOf, WarrenError } from '../support/errors.js';
+import { TypedEmitter } from '../support/events.js';
+import type { Logger } from '../support/logger.js';
+import { redactSecrets, redactUrl } from '../support/redact.js';
+import { failureLevel } from '../support/throttle.js';
 import { backoffDelay, type BackoffOptions } from './backoff.js';
-import { AccessRefusedError, ClosedError, ConnectionError, messageOf, WarrenError } from './errors.js';
-import { TypedEmitter } from './events.js';
-import type { Logger } from './logger.js';
-import { redactSecrets, redactUrl } from './redact.js';
+import { closeWithin } from './close.js';
+import { connectFailure } from './reply-codes.js';
+import type { Link, SocketOptions, Transport } from './transport.js';
 
 export type ConnectionRole = 'publish' | 'consume';
 
@@ -28,7 +31,7 @@ export interface ReconnectInfo {
 
 export interface ConnectionEvents {
   state: [state: ConnectionState, previous: ConnectionState];
-  open: [connection: ChannelModel, url: string];
+  open: [link: Link, url: string];
   lost: [error: Error];
   reconnecting: [info: ReconnectInfo];
   blocked: [reason: string];
@@ -36,6 +39,7 @@ export interface ConnectionEvents {
 }
 
 export interface ConnectionManagerOptions {
+  transport: Transport;
   role: ConnectionRole;
   urls: readonly string[];
   /** Shown in the management UI as the client-provided connection name, suffixed with the role. */
@@ -52,32 +56,7 @@ export interface ConnectionManagerOptions {
    * If it throws, the connection is closed and the attempt counts as failed; on the first
    * connection a WarrenError from it fails `start()` at once.
    */
-  setup: (connection: ChannelModel, context: { initial: boolean }) => Promise<void>;
-}
-
-const VERSION = '0.1.0';
-
-/**
- * How long to wait for the broker's CloseOk. amqplib's close() settles only on it, and a broker
- * that is partitioned away, or blocking this connection for an alarm, may never send it.
- */
-export const CLOSE_WAIT_MS = 5000;
-
-/**
- * Closes a channel or connection and resolves when it has closed: on its 'close' event (which
- * comes even when the socket dies first), when close() settles, or after `ms`, whichever is first.
- */
-export function closeWithin(target: { close(): Promise<void>; once(event: 'close', listener: () => void): unknown }, ms: number): Promise<void> {
-  return new Promise<void>((resolve) => {
-    const timer = setTimeout(resolve, ms);
-    timer.unref();
-    target.once('close', () => (clearTimeout(timer), resolve()));
-    const closing = target.close();
-    closing.then(
-      () => (clearTimeout(timer), resolve()),
-      () => (clearTimeout(timer), resolve()),
-    );
-  });
+  setup: (link: Link, context: { initial: boolean }) => Promise<void>;
 }
 
 /**
@@ -91,13 +70,14 @@ export class ConnectionManager extends TypedEmitter<ConnectionEvents> {
   readonly #log: Logger;
   readonly #secrets: string[];
   #state: ConnectionState = 'connecting';
-  #connection: ChannelModel | undefined;
+  #connection: Link | undefined;
+  #reason: string | undefined;
   #urlIndex = 0;
   #currentUrl: string | undefined;
   #since = Date.now();
   #wakeSleep: (() => void) | undefined;
   #closePromise: Promise<void> | undefined;
-  #openWaiters: { resolve: (c: ChannelModel) => void; reject: (e: Error) => void }[] = [];
+  #openWaiters: { resolve: (c: Link) => void; reject: (e: Error) => void }[] = [];
 
   constructor(options: ConnectionManagerOptions) {
     super();
@@ -124,7 +104,7 @@ export class ConnectionManager extends TypedEmitter<ConnectionEvents> {
   }
 
   /** The open connection, or undefined while connecting or closed. */
-  get connection(): ChannelModel | undefined {
+  get connection(): Link | undefined {
     return this.#connection;
   }
 
@@ -143,7 +123,7 @@ export class ConnectionManager extends TypedEmitter<ConnectionEvents> {
   }
 
   /** Resolves with the connection as soon as it is open; rejects with ClosedError if the manager closes first. */
-  whenOpen(): Promise<ChannelModel> {
+  whenOpen(): Promise<Link> {
     if (this.#connection !== undefined) return Promise.resolve(this.#connection);
     if (this.#state === 'closing' || this.#state === 'closed') return Promise.reject(this.#closedError());
     return new Promise((resolve, reject) => this.#openWaiters.push({ resolve, reject }));
@@ -162,9 +142,7 @@ export class ConnectionManager extends TypedEmitter<ConnectionEvents> {
     for (const w of waiters) w.reject(this.#closedError());
     const conn = this.#connection;
     this.#connection = undefined;
-    if (conn !== undefined) {
-      await closeWithin(conn, CLOSE_WAIT_MS);
-    }
+    if (conn !== undefined) await closeWithin(conn);
     this.#setState('closed');
   }
 
@@ -176,12 +154,21 @@ export class ConnectionManager extends TypedEmitter<ConnectionEvents> {
     return this.#state === 'closing' || this.#state === 'closed';
   }
 
-  #setState(next: ConnectionState): void {
+  #setState(next: ConnectionState, reason?: string): void {
     const previous = this.#state;
     if (previous === next) return;
     this.#state = next;
     this.#since = Date.now();
+    this.#reason = reason;
+    if (connectionChannel.hasSubscribers) {
+      connectionChannel.publish({ client: this.#opts.name, role: this.role, state: next, previous, url: this.#currentUrl, reason });
+    }
     this.emit('state', next, previous);
+  }
+
+  /** Why the connection last left `open` (the error's text, or the broker's block reason), while it is not open. */
+  get reason(): string | undefined {
+    return this.#reason;
   }
 
   async #connectLoop(initial: boolean): Promise<void> {
@@ -217,8 +204,7 @@ export class ConnectionManager extends TypedEmitter<ConnectionEvents> {
           );
         }
         // A reconnect storm logs loudly once, then quietly, with a reminder every 20 attempts.
-        const level = attempt === 1 || attempt % 20 === 0 ? 'warn' : 'debug';
-        this.#log[level]({ url: shownUrl, attempt, delayMs, err: err.message }, 'connection attempt failed; retrying');
+        this.#log[failureLevel(attempt)]({ url: shownUrl, attempt, delayMs, err: err.message }, 'connection attempt failed; retrying');
         this.emit('reconnecting', { role: this.role, attempt, delayMs, url: shownUrl, error: err });
         await this.#sleep(delayMs);
       }
@@ -226,36 +212,26 @@ export class ConnectionManager extends TypedEmitter<ConnectionEvents> {
   }
 
   async #attempt(url: string, shownUrl: string, initial: boolean): Promise<void> {
-    const target = new URL(url);
-    if (!target.searchParams.has('heartbeat')) target.searchParams.set('heartbeat', String(this.#opts.heartbeatSeconds));
-    const conn = await amqp.connect(target.toString(), {
-      noDelay: true,
-      timeout: this.#opts.connectTimeoutMs,
-      ...this.#opts.socketOptions,
-      clientProperties: {
-        connection_name: this.connectionName,
-        product: 'warren',
-        version: VERSION,
-        ...this.#opts.socketOptions.clientProperties,
-      },
+    const o = this.#opts;
+    const conn = await o.transport.connect(url, {
+      connectionName: this.connectionName,
+      heartbeatSeconds: o.heartbeatSeconds,
+      connectTimeoutMs: o.connectTimeoutMs,
+      socketOptions: o.socketOptions,
+      logger: this.#log,
     });
-    if (!batchSocketWrites(conn)) this.#log.debug('amqplib internals differ from what warren expects; frames are written one by one');
     let lostDuringSetup: Error | undefined;
     const onSetupClose = (err?: Error): void => {
       lostDuringSetup = err ?? new Error('connection closed during setup');
     };
     conn.on('close', onSetupClose);
-    conn.on('error', (err: Error) => {
-      // 'close' follows with the same error; this listener only keeps the process from crashing.
-      this.#log.debug({ err: this.#clean(err) }, 'connection error');
-    });
     try {
       if (this.#isClosing()) throw this.#closedError();
       await this.#opts.setup(conn, { initial });
       if (lostDuringSetup !== undefined) throw lostDuringSetup;
       if (this.#isClosing()) throw this.#closedError();
     } catch (err) {
-      await conn.close().catch(() => undefined);
+      await closeWithin(conn);
       throw err;
     } finally {
       conn.off('close', onSetupClose);
@@ -264,13 +240,13 @@ export class ConnectionManager extends TypedEmitter<ConnectionEvents> {
     this.#adopt(conn);
   }
 
-  #adopt(conn: ChannelModel): void {
+  #adopt(conn: Link): void {
     this.#connection = conn;
     conn.on('close', (err?: Error) => this.#onClose(conn, err));
     conn.on('blocked', (reason: string) => {
       if (conn !== this.#connection) return;
       this.#log.warn({ reason }, 'broker blocked this connection (resource alarm); publishes wait until it unblocks');
-      this.#setState('blocked');
+      this.#setState('blocked', reason);
       this.emit('blocked', reason);
     });
     conn.on('unblocked', () => {
@@ -285,12 +261,12 @@ export class ConnectionManager extends TypedEmitter<ConnectionEvents> {
     this.emit('open', conn, this.#currentUrl ?? '');
   }
 
-  #onClose(conn: ChannelModel, err: Error | undefined): void {
+  #onClose(conn: Link, err: Error | undefined): void {
     if (conn !== this.#connection || this.#isClosing()) return;
     this.#connection = undefined;
     const error = err ?? new Error('connection closed by the broker');
     this.#log.warn({ err: this.#clean(error) }, 'connection lost; reconnecting');
-    this.#setState('connecting');
+    this.#setState('connecting', this.#clean(error).message);
     this.emit('lost', error);
     this.#connectLoop(false).catch((e: unknown) => {
       if (!(e instanceof ClosedError)) this.#log.error({ err: this.#clean(e) }, 'reconnect loop stopped unexpectedly');
@@ -309,17 +285,18 @@ export class ConnectionManager extends TypedEmitter<ConnectionEvents> {
     });
   }
 
-  /** Turns whatever amqplib threw into a WarrenError whose text holds no secret. */
+  /** Turns whatever the transport threw into a WarrenError whose text holds no secret. */
   #toError(err: unknown, shownUrl: string): Error {
     if (err instanceof WarrenError) return err;
     const text = redactSecrets(messageOf(err), this.#secrets);
-    if (/403|ACCESS[-_]REFUSED/.test(text)) {
+    const failure = connectFailure(text);
+    if (failure === 'login-refused') {
       return new AccessRefusedError(
         `RabbitMQ at ${shownUrl} refused the login (403 ACCESS_REFUSED). Check the username and password in the URL.`,
         { cause: this.#clean(err) },
       );
     }
-    if (/Expected ConnectionOpenOk; got <ConnectionClose/.test(text)) {
+    if (failure === 'vhost-refused') {
       return new AccessRefusedError(
         `RabbitMQ at ${shownUrl} refused to open the virtual host. Check that the vhost in the URL exists and that this user may use it.`,
         { cause: this.#clean(err) },

@@ -1,4 +1,5 @@
-import type { Options } from 'amqplib';
+import type { PublishProperties } from '../amqp/transport.js';
+import type { PublishTrace } from '../instrument/channels.js';
 
 /** A publish from `publish()` until the caller has its answer. */
 export interface Pending {
@@ -11,8 +12,14 @@ export interface Pending {
   readonly body: string | Buffer;
   /** The body's size in bytes. */
   readonly bytes: number;
-  readonly options: Options.Publish;
+  readonly options: PublishProperties;
   readonly messageId: string;
+  /** A publish() call (counted and traced), or one of warren's own copies (retry, dead letter, replay). */
+  readonly kind: 'publish' | 'copy';
+  /** The `warren:publish` context, when it had subscribers as the publish began. */
+  readonly trace: PublishTrace | undefined;
+  /** `performance.now()` at the publish() call, when traced. */
+  readonly startedAt: number;
   readonly deadline: number;
   readonly timeoutMs: number;
   readonly resolve: (r: { messageId: string }) => void;

@@ -1,99 +1,22 @@
-import type { ChannelModel, SocketOptions } from 'amqplib';
-import { z } from 'zod';
-import { durationMs, parseConfig } from './config.js';
-import { ConnectionManager, type ConnectionRole, type ConnectionState, type ReconnectInfo } from './connection.js';
-import type { AckMode, Consumer } from './consumer.js';
-import { ConsumerRuntime, type ConsumerEvent, type ConsumerHandle, type ConsumerHealth } from './consumer-runtime.js';
-import { deadLetterQueueOf, peekDeadLetters, replayDeadLetters, type DeadLetter, type ReplayOptions, type ReplayResult } from './dead-letters.js';
-import { assertTopology, type DeclareTarget } from './declare.js';
-import { ClosedError, ConfigError, TopologyError, TopologyMismatchError, WarrenError } from './errors.js';
-import { TypedEmitter } from './events.js';
-import { silentLogger, type Logger } from './logger.js';
-import type { MessageContract, PayloadInput } from './message.js';
-import { ManagementClient } from './management.js';
-import { Publisher, type PublisherStats, type PublishOptions, type PublishReceipt } from './producer.js';
-import { retryPolicySchema, type RetryPolicyInput } from './retry.js';
-import { emptyTopology, type Topology } from './topology.js';
+import { amqplibTransport } from '../amqp/amqplib.js';
+import { ConnectionManager, type ConnectionRole, type ConnectionState, type ReconnectInfo } from '../amqp/connection.js';
+import type { Link, SocketOptions, Transport } from '../amqp/transport.js';
+import { Subscription, type ConsumerEvent, type ConsumerHandle, type ConsumerHealth } from '../consume/subscription.js';
+import { deadLetterQueueOf, peekDeadLetters, replayDeadLetters, type DeadLetter, type ReplayOptions, type ReplayResult } from '../dead-letter/dead-letters.js';
+import { parseConfig } from '../define/config.js';
+import type { AckMode, Consumer } from '../define/consumer.js';
+import type { MessageContract, PayloadInput } from '../define/message.js';
+import { emptyTopology, type Topology } from '../define/topology.js';
+import type { PublishOptions } from '../publish/options.js';
+import { Publisher, type PublisherStats, type PublishReceipt } from '../publish/publisher.js';
+import { ClosedError, ConfigError, TopologyError, TopologyMismatchError, WarrenError } from '../support/errors.js';
+import { TypedEmitter } from '../support/events.js';
+import { silentLogger, type Logger } from '../support/logger.js';
+import { assertTopology, type DeclareTarget } from '../topology/apply.js';
+import { ManagementClient } from '../topology/management.js';
+import { optionsSchema, type ConnectOptions, type Settings } from './options.js';
 
-const MiB = 1024 * 1024;
-
-const optionsSchema = z.strictObject({
-  urls: z
-    .array(
-      z.string().refine((u) => /^amqps?:\/\//.test(u) && URL.canParse(u), {
-        message: 'must be an amqp:// or amqps:// URL, e.g. amqp://user:pass@localhost:5672/vhost',
-      }),
-    )
-    .min(1, 'give at least one broker URL'),
-  name: z.string().min(1).default('warren'),
-  heartbeat: durationMs.default(10_000),
-  connectTimeout: durationMs.default(10_000),
-  initialConnectTimeout: durationMs.default(30_000),
-  closeTimeout: durationMs.default(30_000),
-  reconnect: z
-    .strictObject({
-      initialDelay: durationMs.default(100),
-      maxDelay: durationMs.default(30_000),
-      factor: z.number().min(1).default(2),
-    })
-    .prefault({}),
-  managementUrl: z
-    .string()
-    .refine((u) => /^https?:\/\//.test(u) && URL.canParse(u), { message: 'must be an http(s):// URL of the management API' })
-    .optional(),
-  retry: retryPolicySchema.optional(),
-  publisher: z
-    .strictObject({
-      maxInFlight: z.number().int().min(1).default(1000),
-      timeout: durationMs.default(30_000),
-      maxBufferedMessages: z.number().int().min(1).default(50_000),
-      maxBufferedBytes: z.number().int().min(1).default(128 * MiB),
-      maxMessageBytes: z.number().int().min(1).default(16 * MiB),
-      whenFull: z.enum(['reject', 'wait']).default('reject'),
-    })
-    .prefault({}),
-});
-
-export interface ConnectOptions {
-  /** One or more broker URLs (a cluster's nodes), tried in turn. Credentials go in the URL. */
-  urls: string[];
-  /** Names this service's connections in the management UI (`<name>:publish`, `<name>:consume`) and is sent as app-id. Default 'warren'. */
-  name?: string;
-  /** Exchanges, queues and bindings asserted on every (re)connect. */
-  topology?: Topology;
-  /** A pino logger. Default: silent. */
-  logger?: Logger;
-  /** Heartbeat interval; a dead peer is detected after about two. Default 10 s. */
-  heartbeat?: number | string;
-  /** Deadline for one connection attempt (TCP + handshake). Default 10 s. */
-  connectTimeout?: number | string;
-  /** How long `connect()` keeps trying before it rejects with ConnectionError. Default 30 s. */
-  initialConnectTimeout?: number | string;
-  /** How long `close()` waits for running handlers and unconfirmed publishes. Default 30 s. */
-  closeTimeout?: number | string;
-  /** Reconnect backoff: exponential with full jitter. Defaults 100 ms, 30 s, ×2. */
-  reconnect?: { initialDelay?: number | string; maxDelay?: number | string; factor?: number };
-  /** The management HTTP API (e.g. http://guest:guest@localhost:15672), used only to name the differing arguments of a topology mismatch. */
-  managementUrl?: string;
-  publisher?: {
-    /** Published and unconfirmed messages, at most. Default 1000. */
-    maxInFlight?: number;
-    /** A publish not confirmed within this rejects with PublishTimeoutError. Default 30 s. */
-    timeout?: number | string;
-    /** Messages waiting to be sent (while disconnected or blocked), at most; more reject with PublishBufferFullError. Default 50 000. */
-    maxBufferedMessages?: number;
-    /** Body bytes waiting to be sent, at most. Default 128 MiB. */
-    maxBufferedBytes?: number;
-    /** Largest body accepted; larger rejects with MessageTooLargeError. Default 16 MiB. */
-    maxMessageBytes?: number;
-    /** A publish that finds the buffer full: 'reject' at once with PublishBufferFullError (default), or 'wait' for room until its `timeout`, then PublishBufferFullError. */
-    whenFull?: 'reject' | 'wait';
-  };
-  /** The retry policy of consumers that have none of their own (see defineConsumer's `retry`). Default: none. */
-  retry?: RetryPolicyInput;
-  /** Extra socket options for amqplib (e.g. TLS `ca`, `cert`, `key`). */
-  socketOptions?: SocketOptions;
-}
+export type { ConnectOptions };
 
 export interface ConnectionHealth {
   state: ConnectionState;
@@ -109,7 +32,7 @@ export interface Health {
   blocked: boolean;
   connections: { publish: ConnectionHealth; consume: ConnectionHealth | undefined };
   consumers: ConsumerHealth[];
-  /** Publishes in flight, buffered (and their bytes), and waiting for room. */
+  /** Publishes in flight, buffered (and their bytes), waiting for room; and counts of what became of them since connect(). */
   publisher: PublisherStats;
 }
 
@@ -127,8 +50,6 @@ export interface WarrenEvents {
   error: [error: WarrenError];
 }
 
-type Settings = z.output<typeof optionsSchema>;
-
 /** A connected warren client. Create it with `connect()`. */
 export class Warren extends TypedEmitter<WarrenEvents> {
   readonly topology: Topology;
@@ -138,18 +59,20 @@ export class Warren extends TypedEmitter<WarrenEvents> {
   readonly #log: Logger;
   readonly #declare: DeclareTarget;
   readonly #socketOptions: SocketOptions;
+  readonly #transport: Transport;
   readonly #publishConn: ConnectionManager;
   #consumeConn: ConnectionManager | undefined;
   #consumeConnStart: Promise<void> | undefined;
   readonly #publisher: Publisher;
-  readonly #consumers = new Set<ConsumerRuntime>();
+  readonly #consumers = new Set<Subscription>();
   /** Names of consumers running or being started: held across the awaits in consume(). */
   readonly #consumerNames = new Set<string>();
   #closePromise: Promise<void> | undefined;
 
   /** @internal Use `connect()`. */
-  constructor(settings: Settings, topology: Topology, logger: Logger, socketOptions: SocketOptions) {
+  constructor(settings: Settings, topology: Topology, logger: Logger, socketOptions: SocketOptions, transport: Transport) {
     super();
+    this.#transport = transport;
     this.#settings = settings;
     this.topology = topology;
     this.#root = logger.child({ name: settings.name });
@@ -184,6 +107,7 @@ export class Warren extends TypedEmitter<WarrenEvents> {
   #connectionManager(role: ConnectionRole): ConnectionManager {
     const s = this.#settings;
     const m = new ConnectionManager({
+      transport: this.#transport,
       role,
       urls: s.urls,
       name: s.name,
@@ -205,7 +129,7 @@ export class Warren extends TypedEmitter<WarrenEvents> {
   }
 
   /** Asserts the topology on a new connection. On a reconnect a mismatch is reported, not retried in a loop. */
-  async #setup(conn: ChannelModel, initial: boolean, role: ConnectionRole): Promise<void> {
+  async #setup(conn: Link, initial: boolean, role: ConnectionRole): Promise<void> {
     try {
       // An exclusive queue belongs to the connection that declares it: only the consume connection may.
       await assertTopology(conn, this.#declare, { exclusiveQueues: role === 'consume' });
@@ -254,10 +178,11 @@ export class Warren extends TypedEmitter<WarrenEvents> {
       throw new ConfigError(`consumer '${consumer.name}'`, [`name: a consumer named '${consumer.name}' is already running; give each a unique name`]);
     }
     this.#consumerNames.add(consumer.name);
-    let runtime: ConsumerRuntime | undefined;
+    let runtime: Subscription | undefined;
     try {
       const conn = await this.#consumeConnection();
-      runtime = new ConsumerRuntime(consumer, {
+      runtime = new Subscription(consumer, {
+        client: this.#settings.name,
         connection: conn,
         publisher: this.#publisher,
         defaultRetry: this.#settings.retry,
@@ -355,9 +280,9 @@ export class Warren extends TypedEmitter<WarrenEvents> {
  * TopologyMismatchError, or ConnectionError (no broker reachable within `initialConnectTimeout`).
  */
 export async function connect(options: ConnectOptions): Promise<Warren> {
-  const { topology = emptyTopology, logger = silentLogger(), socketOptions = {}, ...rest } = options;
+  const { topology = emptyTopology, logger = silentLogger(), socketOptions = {}, transport = amqplibTransport, ...rest } = options;
   const topologyProblem = isTopology(topology) ? undefined : 'topology: pass what defineTopology({ exchanges, queues }) returns, not the definition itself';
-  let settings: z.output<typeof optionsSchema>;
+  let settings: Settings;
   try {
     settings = parseConfig(optionsSchema, { ...rest, urls: rest.urls }, 'connect() options');
   } catch (err) {
@@ -365,7 +290,7 @@ export async function connect(options: ConnectOptions): Promise<Warren> {
     throw err;
   }
   if (topologyProblem !== undefined) throw new ConfigError('connect() options', [topologyProblem]);
-  const warren = new Warren(settings, topology, logger, socketOptions);
+  const warren = new Warren(settings, topology, logger, socketOptions, transport);
   try {
     await warren.start();
   } catch (err) {

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { ConfigError } from './errors.js';
+import { ConfigError } from '../support/errors.js';
 import { toMs } from './duration.js';
 
 /** A zod schema for a Duration (`250`, `'10s'`, `'1m'`), output in milliseconds. */

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { parseConfig } from './config.js';
-import { DecodeError, messageOf, ValidationError, type ValidationIssue } from './errors.js';
+import { DecodeError, messageOf, ValidationError, type ValidationIssue } from '../support/errors.js';
 
 export const JSON_CONTENT_TYPE = 'application/json';
 

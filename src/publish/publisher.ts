@@ -1,46 +1,25 @@
 import { randomUUID } from 'node:crypto';
-import type { ChannelModel, ConfirmChannel, Message, Options } from 'amqplib';
-import { backoffDelay, defaultBackoff } from './backoff.js';
-import { closeWithin, CLOSE_WAIT_MS, type ConnectionManager } from './connection.js';
+import type { ConnectionManager } from '../amqp/connection.js';
+import { LiveChannel } from '../amqp/live-channel.js';
+import { amqpCode, brokerText, refusedExchange } from '../amqp/reply-codes.js';
+import type { ConfirmChannel, ConfirmResult, PublishProperties, Returned } from '../amqp/transport.js';
+import type { CopyPublisher } from '../dead-letter/copy.js';
+import { encodeJson, validatePayload, type MessageContract, type PayloadInput } from '../define/message.js';
+import { publishChannel, type PublishOutcome, type PublishTrace } from '../instrument/channels.js';
 import {
-  amqpCode,
-  brokerText,
   ClosedError,
-  ConfigError,
   MessageTooLargeError,
-  messageOf,
   PublishBufferFullError,
   PublishError,
   PublishNackedError,
   PublishTimeoutError,
   UnroutableError,
-} from './errors.js';
-import type { Logger } from './logger.js';
-import { PublishBuffer, type Pending } from './publish-buffer.js';
-import { encodeJson, validatePayload, type MessageContract, type PayloadInput } from './message.js';
+} from '../support/errors.js';
+import type { Logger } from '../support/logger.js';
+import { PublishBuffer, type Pending } from './buffer.js';
+import { checkOptions, propertiesFor, type PublishOptions } from './options.js';
 
-/** Per-call options of `publish()`. */
-export interface PublishOptions {
-  /** Defaults to a random UUID. Re-publishes after a reconnect keep it, so consumers can deduplicate. */
-  messageId?: string;
-  correlationId?: string;
-  headers?: Record<string, unknown>;
-  /** Defaults to now. */
-  timestamp?: Date;
-  /** Overrides the contract's routing key. */
-  routingKey?: string;
-  /** Per-message TTL in ms. */
-  expirationMs?: number;
-  priority?: number;
-  replyTo?: string;
-  /** Override the contract's `persistent` / `mandatory`. */
-  persistent?: boolean;
-  mandatory?: boolean;
-  /** Overrides `publisher.timeoutMs` for this message. */
-  timeoutMs?: number;
-}
-
-/** The publisher's buffer and window, as `warren.health().publisher` shows them. */
+/** The publisher's buffer and window now, and what became of the publishes so far, as `warren.health().publisher` shows them. */
 export interface PublisherStats {
   /** Sent and waiting for the broker's confirm. */
   inFlight: number;
@@ -49,6 +28,18 @@ export interface PublisherStats {
   bufferedBytes: number;
   /** whenFull 'wait': publishes waiting for room in the buffer. */
   waitingForRoom: number;
+  /** publish() calls accepted (valid, and taken into the buffer), since connect(). */
+  published: number;
+  /** Confirmed by the broker. */
+  confirmed: number;
+  /** Refused by the broker (basic.nack). */
+  nacked: number;
+  /** Returned as unroutable (basic.return). */
+  returned: number;
+  /** No confirm within the deadline. */
+  timedOut: number;
+  /** Failed otherwise after being accepted (the broker closed the channel for it, close(), a full buffer after waiting). */
+  failed: number;
 }
 
 /** What a confirmed publish resolves with. */
@@ -69,28 +60,31 @@ export interface PublisherSettings {
   maxMessageBytes: number;
   /** A publish that finds the buffer full: 'reject' at once, or 'wait' for room until its deadline. */
   whenFull: 'reject' | 'wait';
-  /** Sent as the AMQP app-id property. */
+  /** Sent as the AMQP app-id property; also the `client` of instrumentation events. */
   appId: string;
 }
 
 const SWEEP_INTERVAL_MS = 100;
+
+type Counter = 'confirmed' | 'nacked' | 'returned' | 'timedOut' | 'failed';
 
 /**
  * Publishes on a confirm channel of the publish connection. Messages are pipelined up to
  * `maxInFlight`, wait in a bounded buffer while the channel is down, blocked or the socket is
  * full, and are re-published (same messageId) when the channel was lost before their confirm.
  */
-export class Publisher {
+export class Publisher implements CopyPublisher {
   readonly #conn: ConnectionManager;
   readonly #settings: PublisherSettings;
   readonly #log: Logger;
   readonly #buffer: PublishBuffer;
+  readonly #live: LiveChannel<ConfirmChannel>;
+  readonly #counts = { published: 0, confirmed: 0, nacked: 0, returned: 0, timedOut: 0, failed: 0 };
   #inFlight = new Set<Pending>();
   #channel: ConfirmChannel | undefined;
-  #opening = false;
   #writable = true;
-  #channelFailures = 0;
-  #reopenTimer: NodeJS.Timeout | undefined;
+  /** Messages whose confirm was lost with the channel: put back in order when its 'close' comes. */
+  #lostOnClose: Pending[] = [];
   #sweepTimer: NodeJS.Timeout | undefined;
   /** close() was called: no new publishes; accepted ones still go out. */
   #closing = false;
@@ -104,10 +98,11 @@ export class Publisher {
     this.#settings = settings;
     this.#buffer = new PublishBuffer(settings.maxBufferedMessages, settings.maxBufferedBytes);
     this.#log = logger.child({ component: 'publisher' });
-    conn.on('open', (c) => this.#openChannel(c));
+    this.#live = new LiveChannel({ connection: conn, what: 'publish channel', log: this.#log, create: (link) => link.createConfirmChannel() });
+    this.#live.on('open', (ch) => this.#adopt(ch));
+    this.#live.on('close', (ch, err) => this.#onChannelClose(ch, err));
     conn.on('unblocked', () => this.#pump());
-    const c = conn.connection;
-    if (c !== undefined) this.#openChannel(c);
+    void this.#live.start('keep-trying');
   }
 
   /** Resolves once the publish channel is open (connect() waits for it, so the first publish goes straight out). */
@@ -121,13 +116,14 @@ export class Publisher {
     return this.#buffer.size + this.#inFlight.size + this.#buffer.waitingForRoom;
   }
 
-  /** What the publisher holds now: for health() and dashboards. */
+  /** What the publisher holds now, and its counts so far: for health() and dashboards. */
   stats(): PublisherStats {
     return {
       inFlight: this.#inFlight.size,
       buffered: this.#buffer.size,
       bufferedBytes: this.#buffer.bytes,
       waitingForRoom: this.#buffer.waitingForRoom,
+      ...this.#counts,
     };
   }
 
@@ -137,20 +133,38 @@ export class Publisher {
    * PublishNackedError, PublishError, PublishTimeoutError or ClosedError.
    */
   publish<M extends MessageContract>(contract: M, payload: PayloadInput<M>, options: PublishOptions = {}): Promise<PublishReceipt> {
+    if (publishChannel.hasSubscribers) return this.#tracedPublish(contract, payload, options);
     try {
-      return this.#publish(contract, payload, options);
+      return this.#publish(contract, payload, options, options.messageId ?? randomUUID(), undefined, 0);
     } catch (err) {
-      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+      return Promise.reject(asError(err));
     }
   }
 
-  #publish(contract: MessageContract, payload: unknown, options: PublishOptions): Promise<PublishReceipt> {
+  #tracedPublish(contract: MessageContract, payload: unknown, options: PublishOptions): Promise<PublishReceipt> {
+    const startedAt = performance.now();
     const messageId = options.messageId ?? randomUUID();
-    const exchange = contract.exchange;
-    const routingKey = options.routingKey ?? contract.routingKey;
-    if (this.#closing) {
-      return Promise.reject(new ClosedError(`Cannot publish message ${messageId} ('${contract.name}'): warren is closing.`));
+    const trace: PublishTrace = {
+      client: this.#settings.appId,
+      message: contract.name,
+      exchange: contract.exchange,
+      routingKey: options.routingKey ?? contract.routingKey,
+      messageId,
+      headers: { ...options.headers },
+    };
+    publishChannel.start.publish(trace);
+    try {
+      return this.#publish(contract, payload, options, messageId, trace, startedAt);
+    } catch (err) {
+      const error = asError(err);
+      endTrace(trace, startedAt, error);
+      return Promise.reject(error);
     }
+  }
+
+  #publish(contract: MessageContract, payload: unknown, options: PublishOptions, messageId: string, trace: PublishTrace | undefined, startedAt: number): Promise<PublishReceipt> {
+    const routingKey = options.routingKey ?? contract.routingKey;
+    if (this.#closing) throw new ClosedError(`Cannot publish message ${messageId} ('${contract.name}'): warren is closing.`);
     checkOptions(options);
     validatePayload(contract, payload);
     const json = encodeJson(contract, payload);
@@ -158,49 +172,52 @@ export class Publisher {
     // buffer pool slabs, which costs far more garbage collection than the string does.
     const bytes = Buffer.byteLength(json, 'utf8');
     if (bytes > this.#settings.maxMessageBytes) throw new MessageTooLargeError(contract.name, bytes, this.#settings.maxMessageBytes);
-
-    const amqpOptions: Options.Publish & { messageId: string } = {
-      persistent: options.persistent ?? contract.persistent,
-      mandatory: options.mandatory ?? contract.mandatory,
-      contentType: contract.contentType,
-      messageId,
-      type: contract.name,
-      appId: this.#settings.appId,
-      timestamp: Math.floor((options.timestamp?.getTime() ?? Date.now()) / 1000),
-    };
-    if (options.correlationId !== undefined) amqpOptions.correlationId = options.correlationId;
-    if (options.headers !== undefined) amqpOptions.headers = options.headers;
-    if (options.expirationMs !== undefined) amqpOptions.expiration = String(options.expirationMs);
-    if (options.priority !== undefined) amqpOptions.priority = options.priority;
-    if (options.replyTo !== undefined) amqpOptions.replyTo = options.replyTo;
-
-    return this.#enqueue(exchange, routingKey, json, bytes, amqpOptions, options.timeoutMs ?? this.#settings.timeoutMs);
+    // A tracer may have added headers on start: they are what is sent.
+    const headers = trace !== undefined ? trace.headers : options.headers;
+    const properties = propertiesFor(contract, options, messageId, this.#settings.appId, headers);
+    const timeoutMs = options.timeoutMs ?? this.#settings.timeoutMs;
+    return this.#enqueue(contract.exchange, routingKey, json, bytes, properties, timeoutMs, 'publish', trace, startedAt);
   }
 
   /**
-   * Publishes an already encoded message with confirms (warren's own copies: retries, dead
-   * letters, replays). `properties.messageId` must be set. Same errors as `publish()`.
+   * Publishes an already encoded copy with confirms (warren's own: retries, dead letters,
+   * replays). `properties.messageId` must be set. Same errors as `publish()`; not counted in
+   * stats() and not traced on `warren:publish`.
    */
-  publishRaw(exchange: string, routingKey: string, content: Buffer, properties: Options.Publish & { messageId: string }): Promise<PublishReceipt> {
+  publishCopy(exchange: string, routingKey: string, body: Buffer, properties: PublishProperties): Promise<PublishReceipt> {
     try {
-      return this.#enqueue(exchange, routingKey, content, content.length, properties, this.#settings.timeoutMs);
+      return this.#enqueue(exchange, routingKey, body, body.length, properties, this.#settings.timeoutMs, 'copy', undefined, 0);
     } catch (err) {
-      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+      return Promise.reject(asError(err));
     }
   }
 
-  #enqueue(exchange: string, routingKey: string, body: string | Buffer, bytes: number, amqpOptions: Options.Publish & { messageId: string }, timeoutMs: number): Promise<PublishReceipt> {
-    const messageId = amqpOptions.messageId;
+  #enqueue(
+    exchange: string,
+    routingKey: string,
+    body: string | Buffer,
+    bytes: number,
+    properties: PublishProperties,
+    timeoutMs: number,
+    kind: Pending['kind'],
+    trace: PublishTrace | undefined,
+    startedAt: number,
+  ): Promise<PublishReceipt> {
+    const messageId = properties.messageId;
     const full = this.#buffer.waitingForRoom > 0 ? 'earlier publishes waiting for room' : this.#buffer.fullBecause(bytes);
     if (full !== undefined && this.#settings.whenFull === 'reject') throw new PublishBufferFullError({ messageId, exchange, routingKey }, full);
+    if (kind === 'publish') this.#counts.published += 1;
     return new Promise<PublishReceipt>((resolve, reject) => {
       const p: Pending = {
         exchange,
         routingKey,
         body,
         bytes,
-        options: amqpOptions,
+        options: properties,
         messageId,
+        kind,
+        trace,
+        startedAt,
         deadline: Date.now() + timeoutMs,
         timeoutMs,
         resolve,
@@ -245,13 +262,13 @@ export class Publisher {
     let ok: boolean;
     try {
       const content = typeof p.body === 'string' ? Buffer.from(p.body, 'utf8') : p.body;
-      ok = ch.publish(p.exchange, p.routingKey, content, p.options, (err: unknown) => this.#onConfirm(p, err));
+      ok = ch.publish(p.exchange, p.routingKey, content, p.options, (result, closeError) => this.#onConfirm(p, result, closeError));
     } catch (err) {
       this.#inFlight.delete(p);
       p.sent = false;
       if (err instanceof RangeError || err instanceof TypeError) {
-        // amqplib refuses e.g. a headers table over its encoding buffer, or a header value it cannot
-        // encode (a BigInt, a function): this message can never be sent.
+        // The transport refuses e.g. a headers table over its encoding buffer, or a header value it
+        // cannot encode (a BigInt, a function): this message can never be sent.
         this.#settle(p, new PublishError(p, `it cannot be encoded (${err.message}); make its headers smaller`, undefined, { cause: err }));
         return true;
       }
@@ -263,30 +280,26 @@ export class Publisher {
     return ok;
   }
 
-  #onConfirm(p: Pending, err: unknown): void {
+  #onConfirm(p: Pending, result: ConfirmResult, closeError: Error | undefined): void {
     this.#inFlight.delete(p);
     p.sent = false;
-    if (err === null || err === undefined) {
-      this.#channelFailures = 0;
+    if (result === 'ack') {
+      this.#live.healthy();
       this.#settle(p, undefined);
-    } else if (messageOf(err) === 'message nacked') {
+    } else if (result === 'nack') {
       this.#settle(p, new PublishNackedError(p));
     } else {
-      // 'channel closed': the confirm was lost with the channel. Don't pump into the closing channel.
-      this.#onLostConfirm(p);
+      // The confirm was lost with the channel. Don't pump into the closing channel.
+      this.#onLostConfirm(p, closeError);
       return;
     }
     this.#pump();
   }
 
-  #lostOnClose: Pending[] = [];
-  #closeError: Error | undefined;
-
-  #onLostConfirm(p: Pending): void {
+  #onLostConfirm(p: Pending, closeError: Error | undefined): void {
     if (p.settled) return;
-    const refused = this.#closeError !== undefined ? refusedExchange(this.#closeError) : undefined;
-    if (refused !== undefined && refused === p.exchange && this.#closeError !== undefined) {
-      this.#settle(p, new PublishError(p, brokerText(this.#closeError), amqpCode(this.#closeError), { cause: this.#closeError }));
+    if (closeError !== undefined && refusedExchange(closeError) === p.exchange) {
+      this.#settle(p, new PublishError(p, brokerText(closeError), amqpCode(closeError), { cause: closeError }));
       return;
     }
     // Collected here and put back at the front, in order, by the channel's 'close' handler.
@@ -296,80 +309,41 @@ export class Publisher {
   #settle(p: Pending, err: Error | undefined): void {
     if (p.settled) return;
     p.settled = true;
+    if (p.kind === 'publish') this.#counts[counterOf(err)] += 1;
+    if (p.trace !== undefined) endTrace(p.trace, p.startedAt, err);
     if (err === undefined) p.resolve({ messageId: p.messageId });
     else p.reject(err);
   }
 
-  #openChannel(conn: ChannelModel): void {
-    if (this.#opening || this.#channel !== undefined || this.#closed) return;
-    this.#opening = true;
-    conn.createConfirmChannel().then(
-      (ch) => {
-        this.#opening = false;
-        if (this.#closed || conn !== this.#conn.connection) {
-          ch.close().catch(() => undefined);
-          return;
-        }
-        this.#adoptChannel(conn, ch);
-      },
-      (err: unknown) => {
-        this.#opening = false;
-        this.#log.warn({ err: messageOf(err) }, 'could not open the publish channel; will retry');
-        this.#scheduleReopen();
-      },
-    );
-  }
-
-  #adoptChannel(conn: ChannelModel, ch: ConfirmChannel): void {
+  #adopt(ch: ConfirmChannel): void {
     this.#channel = ch;
     this.#writable = true;
-    this.#closeError = undefined;
-    ch.on('error', (err: Error) => {
-      // Emitted just before 'close' when the broker closes the channel; kept to explain the lost confirms.
-      this.#closeError = err;
-      this.#log.warn({ err: err.message }, 'the broker closed the publish channel');
-    });
     ch.on('drain', () => {
+      if (this.#channel !== ch) return;
       this.#writable = true;
       this.#pump();
     });
-    ch.on('return', (msg: Message) => this.#onReturn(msg));
-    ch.on('close', () => {
-      if (this.#channel !== ch) return;
-      this.#channel = undefined;
-      const lost = this.#lostOnClose.splice(0);
-      if (lost.length > 0) this.#log.info({ count: lost.length }, 'publish channel closed with unconfirmed messages; re-publishing them');
-      this.#buffer.pushFront(lost);
-      const byServer = this.#closeError !== undefined;
-      this.#channelFailures = byServer ? this.#channelFailures + 1 : 0;
-      if (!this.#closed && conn === this.#conn.connection) this.#scheduleReopen();
-      this.#checkIdle();
-    });
+    ch.on('return', (msg) => this.#onReturn(msg));
     this.#log.debug('publish channel open');
     for (const w of this.#readyWaiters.splice(0)) w();
     this.#pump();
   }
 
-  /** Reopens the channel on the same connection, backing off if the broker keeps closing it. */
-  #scheduleReopen(): void {
-    if (this.#reopenTimer !== undefined) return;
-    const delay = this.#channelFailures <= 1 ? 0 : backoffDelay(this.#channelFailures - 2, defaultBackoff);
-    this.#reopenTimer = setTimeout(() => {
-      this.#reopenTimer = undefined;
-      // The connection may have been replaced meanwhile: open on whichever is current.
-      const current = this.#conn.connection;
-      if (current !== undefined) this.#openChannel(current);
-    }, delay);
+  #onChannelClose(ch: ConfirmChannel, err: Error | undefined): void {
+    if (this.#channel !== ch) return;
+    this.#channel = undefined;
+    if (err !== undefined) this.#log.warn({ err: err.message }, 'the broker closed the publish channel');
+    const lost = this.#lostOnClose.splice(0);
+    if (lost.length > 0) this.#log.info({ count: lost.length }, 'publish channel closed with unconfirmed messages; re-publishing them');
+    this.#buffer.pushFront(lost);
+    this.#checkIdle();
   }
 
-  #onReturn(msg: Message): void {
-    const id = msg.properties.messageId as string | undefined;
+  #onReturn(msg: Returned): void {
     for (const p of this.#inFlight) {
-      if (p.messageId === id && !p.settled) {
-        this.#channelFailures = 0;
-        // basic.return carries reply-code and reply-text; amqplib's types omit them.
-        const fields = msg.fields as typeof msg.fields & { replyCode?: number; replyText?: string };
-        this.#settle(p, new UnroutableError(p, fields.replyCode ?? 312, fields.replyText ?? 'NO_ROUTE'));
+      if (p.messageId === msg.messageId && !p.settled) {
+        this.#live.healthy();
+        this.#settle(p, new UnroutableError(p, msg.replyCode, msg.replyText));
         return;
       }
     }
@@ -441,26 +415,31 @@ export class Publisher {
     for (const w of this.#readyWaiters.splice(0)) w();
     this.#inFlight.clear();
     if (this.#sweepTimer !== undefined) clearInterval(this.#sweepTimer);
-    if (this.#reopenTimer !== undefined) clearTimeout(this.#reopenTimer);
-    const ch = this.#channel;
     this.#channel = undefined;
-    if (ch !== undefined) await closeWithin(ch, CLOSE_WAIT_MS);
+    await this.#live.close();
   }
 }
 
-/** Options the broker would answer by closing the channel (406): refused here, before anything is sent. */
-function checkOptions(o: PublishOptions): void {
-  if (o.expirationMs === undefined && o.priority === undefined && o.timeoutMs === undefined) return;
-  const problems: string[] = [];
-  if (o.expirationMs !== undefined && !(Number.isInteger(o.expirationMs) && o.expirationMs >= 0)) problems.push('expirationMs: must be a whole number of ms, 0 or more');
-  if (o.priority !== undefined && !(Number.isInteger(o.priority) && o.priority >= 0 && o.priority <= 255)) problems.push('priority: must be a whole number from 0 to 255');
-  if (o.timeoutMs !== undefined && !(Number.isFinite(o.timeoutMs) && o.timeoutMs > 0)) problems.push('timeoutMs: must be a positive number of ms');
-  if (problems.length > 0) throw new ConfigError('publish() options', problems);
+function asError(err: unknown): Error {
+  return err instanceof Error ? err : new Error(String(err));
 }
 
-/** The exchange a channel-close error says it refused, e.g. "NOT_FOUND - no exchange 'x' in vhost '/'". */
-function refusedExchange(err: Error): string | undefined {
-  const code = amqpCode(err);
-  if (code === undefined || code < 400) return undefined;
-  return /exchange '([^']*)'/.exec(err.message)?.[1];
+function counterOf(err: Error | undefined): Counter {
+  if (err === undefined) return 'confirmed';
+  if (err instanceof UnroutableError) return 'returned';
+  if (err instanceof PublishNackedError) return 'nacked';
+  if (err instanceof PublishTimeoutError) return 'timedOut';
+  return 'failed';
+}
+
+const OUTCOME: Record<Counter, PublishOutcome> = { confirmed: 'confirmed', returned: 'returned', nacked: 'nacked', timedOut: 'timed-out', failed: 'failed' };
+
+function endTrace(trace: PublishTrace, startedAt: number, err: Error | undefined): void {
+  trace.outcome = OUTCOME[counterOf(err)];
+  trace.durationMs = performance.now() - startedAt;
+  if (err !== undefined) {
+    trace.error = err;
+    publishChannel.error.publish(trace);
+  }
+  publishChannel.end.publish(trace);
 }

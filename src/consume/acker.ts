@@ -1,10 +1,10 @@
-import type { Channel, ConsumeMessage } from 'amqplib';
-import { messageOf } from './errors.js';
-import type { Logger } from './logger.js';
+import type { Channel, Inbound } from '../amqp/transport.js';
+import { messageOf } from '../support/errors.js';
+import type { Logger } from '../support/logger.js';
 
 /** A delivery's place in its channel's ack order. */
 export interface AckSlot {
-  readonly msg: ConsumeMessage;
+  readonly msg: Inbound;
   /** open: not settled yet · ack: ack requested, not sent · done: acked or nacked on the wire. */
   state: 'open' | 'ack' | 'done';
 }
@@ -30,7 +30,7 @@ export class Acker {
   }
 
   /** Records a delivery, in arrival order. */
-  track(msg: ConsumeMessage): AckSlot {
+  track(msg: Inbound): AckSlot {
     const slot: AckSlot = { msg, state: 'open' };
     this.#slots.push(slot);
     return slot;
@@ -45,7 +45,7 @@ export class Acker {
   nack(slot: AckSlot, requeue: boolean): void {
     if (slot.state !== 'open') return;
     slot.state = 'done';
-    this.#send(slot, () => this.#channel.nack(slot.msg, false, requeue));
+    this.#send(slot, () => this.#channel.nack(slot.msg.deliveryTag, false, requeue));
     // It may have been the one holding back a run of acks.
     this.#scheduled ??= setImmediate(() => this.flush());
   }
@@ -69,14 +69,14 @@ export class Acker {
     }
     if (last !== undefined) {
       const upTo = last;
-      this.#send(upTo, () => this.#channel.ack(upTo.msg, true));
+      this.#send(upTo, () => this.#channel.ack(upTo.msg.deliveryTag, true));
     }
     for (let i = this.#head; i < slots.length; i += 1) {
       const s = slots[i];
       if (s?.state === 'ack') {
         s.state = 'done';
         settled += 1;
-        this.#send(s, () => this.#channel.ack(s.msg, false));
+        this.#send(s, () => this.#channel.ack(s.msg.deliveryTag, false));
       }
     }
     if (this.#head === slots.length) {
@@ -100,7 +100,7 @@ export class Acker {
     try {
       op();
     } catch (err) {
-      this.#log.debug({ messageId: slot.msg.properties.messageId as unknown, err: messageOf(err) }, 'could not settle delivery; the channel closed (the broker redelivers it)');
+      this.#log.debug({ messageId: slot.msg.messageId, err: messageOf(err) }, 'could not settle delivery; the channel closed (the broker redelivers it)');
     }
   }
 }

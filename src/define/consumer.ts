@@ -1,12 +1,17 @@
 import { z } from 'zod';
 import { collect } from './config.js';
-import { ConfigError } from './errors.js';
-import type { Logger } from './logger.js';
+import { ConfigError } from '../support/errors.js';
+import type { Logger } from '../support/logger.js';
 import type { MessageContract, Payload } from './message.js';
-import type { AckMode, OnError } from './outcome.js';
-import { retryPolicySchema, type RetryPolicy, type RetryPolicyInput } from './retry.js';
+import { retryPolicySchema, type RetryPolicy, type RetryPolicyInput } from './retry-policy.js';
 
-export type { AckMode, OnError, RetryPolicyInput };
+export type { RetryPolicyInput };
+
+/** Who settles a delivery: warren from the handler's outcome (`auto`), the handler itself (`manual`), or nobody (`none`: acked as the handler starts). */
+export type AckMode = 'auto' | 'manual' | 'none';
+
+/** What happens to a message whose handler throws when there is no retry policy: dead-letter it (default) or requeue it. */
+export type OnError = 'dead-letter' | 'requeue';
 
 /** What a handler knows about the delivery it is handling. */
 export interface ConsumerContext {

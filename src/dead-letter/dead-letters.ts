@@ -1,10 +1,9 @@
-import type { Channel, ChannelModel, GetMessage } from 'amqplib';
-import { copyProperties } from './copy.js';
-import { withChannel } from './declare.js';
-import { ConfigError } from './errors.js';
-import type { Publisher } from './producer.js';
-import { Header } from './retry.js';
-import { DLQ_SUFFIX, type Topology } from './topology.js';
+import { withChannel } from '../amqp/close.js';
+import type { Channel, Inbound, Link } from '../amqp/transport.js';
+import { DLQ_SUFFIX, type Topology } from '../define/topology.js';
+import { ConfigError } from '../support/errors.js';
+import { copyProperties, type CopyPublisher } from './copy.js';
+import { Header } from './headers.js';
 
 /** A message in a dead-letter queue, as `peekDeadLetters()` shows it and a replay filter sees it. */
 export interface DeadLetter {
@@ -60,12 +59,12 @@ function date(v: unknown): Date | undefined {
 }
 
 /** Reads warren's headers, falling back to the broker's `x-death` for messages it dead-lettered itself. */
-export function toDeadLetter(msg: GetMessage): DeadLetter {
-  const headers = (msg.properties.headers ?? {}) as Record<string, unknown>;
+export function toDeadLetter(msg: Inbound): DeadLetter {
+  const headers = msg.headers as Record<string, unknown>;
   const deaths = headers['x-death'];
   const death = Array.isArray(deaths) ? (deaths[0] as Record<string, unknown> | undefined) : undefined;
   let body: unknown;
-  const text = msg.content.toString('utf8');
+  const text = msg.body.toString('utf8');
   try {
     body = JSON.parse(text);
   } catch {
@@ -74,7 +73,7 @@ export function toDeadLetter(msg: GetMessage): DeadLetter {
   const attempts = headers[Header.attempts];
   const deathKeys = death?.['routing-keys'];
   return {
-    messageId: msg.properties.messageId as string | undefined,
+    messageId: msg.messageId,
     body,
     headers,
     reason: str(headers[Header.reason]) ?? str(death?.['reason']),
@@ -93,33 +92,33 @@ export function toDeadLetter(msg: GetMessage): DeadLetter {
  * Takes up to `limit` messages from `dlq` without acking them, runs `fn` on them, and returns
  * whatever was not acked to the queue when the channel closes.
  */
-async function browse<T>(connection: ChannelModel, dlq: string, limit: number, fn: (ch: Channel, messages: GetMessage[]) => Promise<T>): Promise<T> {
-  return withChannel(connection, async (ch) => {
-    const messages: GetMessage[] = [];
+async function browse<T>(link: Link, dlq: string, limit: number, fn: (ch: Channel, messages: Inbound[]) => Promise<T>): Promise<T> {
+  return withChannel(link, async (ch) => {
+    const messages: Inbound[] = [];
     while (messages.length < limit) {
-      const m = await ch.get(dlq, { noAck: false });
-      if (m === false) break;
+      const m = await ch.get(dlq);
+      if (m === undefined) break;
       messages.push(m);
     }
     return fn(ch, messages);
   });
 }
 
-export async function peekDeadLetters(connection: ChannelModel, dlq: string, n: number): Promise<DeadLetter[]> {
-  return browse(connection, dlq, n, (_ch, messages) => Promise.resolve(messages.map(toDeadLetter)));
+export async function peekDeadLetters(link: Link, dlq: string, n: number): Promise<DeadLetter[]> {
+  return browse(link, dlq, n, (_ch, messages) => Promise.resolve(messages.map(toDeadLetter)));
 }
 
 /** Headers of a replayed copy: the failure history stays readable, the attempt count starts again. */
 function replayHeaders(headers: Record<string, unknown>): Record<string, unknown> {
-  const replays = typeof headers['x-warren-replays'] === 'number' ? headers['x-warren-replays'] : 0;
-  return { [Header.attempt]: undefined, 'x-warren-replays': replays + 1 };
+  const replays = headers[Header.replays];
+  return { [Header.attempt]: undefined, [Header.replays]: (typeof replays === 'number' ? replays : 0) + 1 };
 }
 
-export async function replayDeadLetters(connection: ChannelModel, publisher: Publisher, queue: string, dlq: string, options: ReplayOptions): Promise<ReplayResult> {
+export async function replayDeadLetters(link: Link, publisher: CopyPublisher, queue: string, dlq: string, options: ReplayOptions): Promise<ReplayResult> {
   const limit = options.limit ?? Number.MAX_SAFE_INTEGER;
   // With a filter, browse the whole queue once: a skipped message stays unacked, so get never
   // returns it twice, and goes back to the queue when the channel closes.
-  return browse(connection, dlq, options.filter === undefined ? limit : Number.MAX_SAFE_INTEGER, async (ch, messages) => {
+  return browse(link, dlq, options.filter === undefined ? limit : Number.MAX_SAFE_INTEGER, async (ch, messages) => {
     let replayed = 0;
     let skipped = 0;
     for (const msg of messages) {
@@ -129,10 +128,10 @@ export async function replayDeadLetters(connection: ChannelModel, publisher: Pub
         continue;
       }
       const origin = str(dead.headers[Header.originQueue]) ?? queue;
-      const props = copyProperties(msg, replayHeaders(dead.headers), `replay:${dlq}:${msg.fields.deliveryTag}:${Date.now()}`);
+      const props = copyProperties(msg, replayHeaders(dead.headers), `replay:${dlq}:${msg.deliveryTag}:${Date.now()}`);
       // Removed from the dead-letter queue only once its copy is confirmed: a crash duplicates, never loses.
-      await publisher.publishRaw('', origin, msg.content, props);
-      ch.ack(msg);
+      await publisher.publishCopy('', origin, msg.body, props);
+      ch.ack(msg.deliveryTag, false);
       replayed += 1;
     }
     return { replayed, skipped };

@@ -3,39 +3,6 @@
  * Match on `err.code` (or `instanceof`), never on message text.
  */
 
-/** AMQP 0-9-1 reply codes, by name. */
-export const ReplyCode = {
-  CONTENT_TOO_LARGE: 311,
-  NO_ROUTE: 312,
-  NO_CONSUMERS: 313,
-  CONNECTION_FORCED: 320,
-  INVALID_PATH: 402,
-  ACCESS_REFUSED: 403,
-  NOT_FOUND: 404,
-  RESOURCE_LOCKED: 405,
-  PRECONDITION_FAILED: 406,
-  FRAME_ERROR: 501,
-  SYNTAX_ERROR: 502,
-  COMMAND_INVALID: 503,
-  CHANNEL_ERROR: 504,
-  UNEXPECTED_FRAME: 505,
-  RESOURCE_ERROR: 506,
-  NOT_ALLOWED: 530,
-  NOT_IMPLEMENTED: 540,
-  INTERNAL_ERROR: 541,
-} as const;
-
-export type ReplyCodeName = keyof typeof ReplyCode;
-
-/** The name of an AMQP reply code (`404` → `'NOT_FOUND'`), or undefined for an unknown code. */
-export function replyCodeName(code: number | undefined): ReplyCodeName | undefined {
-  if (code === undefined) return undefined;
-  for (const [name, value] of Object.entries(ReplyCode)) {
-    if (value === code) return name as ReplyCodeName;
-  }
-  return undefined;
-}
-
 export type WarrenErrorCode =
   | 'CONFIG_INVALID'
   | 'VALIDATION_FAILED'
@@ -298,22 +265,17 @@ export class ConsumeError extends WarrenError {
   }
 }
 
-/** The AMQP reply code carried by an amqplib error, if any. */
-export function amqpCode(err: unknown): number | undefined {
-  if (typeof err === 'object' && err !== null && 'code' in err) {
-    const code = err.code;
-    if (typeof code === 'number') return code;
-  }
-  return undefined;
-}
-
 /** The message of any thrown value. */
 export function messageOf(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
-/** The text the broker sent with a channel or connection close, without amqplib's wrapping. */
-export function brokerText(err: unknown): string {
-  const msg = messageOf(err);
-  return /with message "(.*)"$/s.exec(msg)?.[1] ?? msg;
+/**
+ * Throw this from a handler for a failure that retrying cannot fix (a declined card, a missing
+ * record): the message goes straight to the dead-letter queue.
+ */
+export class NonRetryableError extends WarrenError {
+  constructor(message: string, options: WarrenErrorOptions = {}) {
+    super('NON_RETRYABLE', message, options);
+  }
 }

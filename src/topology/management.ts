@@ -1,4 +1,4 @@
-import { redactUrl } from './redact.js';
+import { redactUrl } from '../support/redact.js';
 
 /** What the management HTTP API says about a queue or exchange (only the fields warren compares). */
 export interface ManagedEntity {

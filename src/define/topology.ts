@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { collect, durationMs } from './config.js';
-import { ConfigError } from './errors.js';
+import { ConfigError } from '../support/errors.js';
 
 const name = z.string().min(1, 'must not be empty').max(255, 'must be at most 255 characters');
 const args = z.record(z.string(), z.unknown());

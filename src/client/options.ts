@@ -1,0 +1,93 @@
+import { z } from 'zod';
+import type { SocketOptions, Transport } from '../amqp/transport.js';
+import { durationMs } from '../define/config.js';
+import { retryPolicySchema, type RetryPolicyInput } from '../define/retry-policy.js';
+import type { Topology } from '../define/topology.js';
+import type { Logger } from '../support/logger.js';
+
+const MiB = 1024 * 1024;
+
+export const optionsSchema = z.strictObject({
+  urls: z
+    .array(
+      z.string().refine((u) => /^amqps?:\/\//.test(u) && URL.canParse(u), {
+        message: 'must be an amqp:// or amqps:// URL, e.g. amqp://user:pass@localhost:5672/vhost',
+      }),
+    )
+    .min(1, 'give at least one broker URL'),
+  name: z.string().min(1).default('warren'),
+  heartbeat: durationMs.default(10_000),
+  connectTimeout: durationMs.default(10_000),
+  initialConnectTimeout: durationMs.default(30_000),
+  closeTimeout: durationMs.default(30_000),
+  reconnect: z
+    .strictObject({
+      initialDelay: durationMs.default(100),
+      maxDelay: durationMs.default(30_000),
+      factor: z.number().min(1).default(2),
+    })
+    .prefault({}),
+  managementUrl: z
+    .string()
+    .refine((u) => /^https?:\/\//.test(u) && URL.canParse(u), { message: 'must be an http(s):// URL of the management API' })
+    .optional(),
+  retry: retryPolicySchema.optional(),
+  publisher: z
+    .strictObject({
+      maxInFlight: z.number().int().min(1).default(1000),
+      timeout: durationMs.default(30_000),
+      maxBufferedMessages: z.number().int().min(1).default(50_000),
+      maxBufferedBytes: z.number().int().min(1).default(128 * MiB),
+      maxMessageBytes: z.number().int().min(1).default(16 * MiB),
+      whenFull: z.enum(['reject', 'wait']).default('reject'),
+    })
+    .prefault({}),
+});
+
+export interface ConnectOptions {
+  /** One or more broker URLs (a cluster's nodes), tried in turn. Credentials go in the URL. */
+  urls: string[];
+  /** Names this service's connections in the management UI (`<name>:publish`, `<name>:consume`) and is sent as app-id. Default 'warren'. */
+  name?: string;
+  /** Exchanges, queues and bindings asserted on every (re)connect. */
+  topology?: Topology;
+  /** A pino logger. Default: silent. */
+  logger?: Logger;
+  /** Heartbeat interval; a dead peer is detected after about two. Default 10 s. */
+  heartbeat?: number | string;
+  /** Deadline for one connection attempt (TCP + handshake). Default 10 s. */
+  connectTimeout?: number | string;
+  /** How long `connect()` keeps trying before it rejects with ConnectionError. Default 30 s. */
+  initialConnectTimeout?: number | string;
+  /** How long `close()` waits for running handlers and unconfirmed publishes. Default 30 s. */
+  closeTimeout?: number | string;
+  /** Reconnect backoff: exponential with full jitter. Defaults 100 ms, 30 s, ×2. */
+  reconnect?: { initialDelay?: number | string; maxDelay?: number | string; factor?: number };
+  /** The management HTTP API (e.g. http://guest:guest@localhost:15672), used only to name the differing arguments of a topology mismatch. */
+  managementUrl?: string;
+  publisher?: {
+    /** Published and unconfirmed messages, at most. Default 1000. */
+    maxInFlight?: number;
+    /** A publish not confirmed within this rejects with PublishTimeoutError. Default 30 s. */
+    timeout?: number | string;
+    /** Messages waiting to be sent (while disconnected or blocked), at most; more reject with PublishBufferFullError. Default 50 000. */
+    maxBufferedMessages?: number;
+    /** Body bytes waiting to be sent, at most. Default 128 MiB. */
+    maxBufferedBytes?: number;
+    /** Largest body accepted; larger rejects with MessageTooLargeError. Default 16 MiB. */
+    maxMessageBytes?: number;
+    /** A publish that finds the buffer full: 'reject' at once with PublishBufferFullError (default), or 'wait' for room until its `timeout`, then PublishBufferFullError. */
+    whenFull?: 'reject' | 'wait';
+  };
+  /** The retry policy of consumers that have none of their own (see defineConsumer's `retry`). Default: none. */
+  retry?: RetryPolicyInput;
+  /** Extra socket options for amqplib (e.g. TLS `ca`, `cert`, `key`). */
+  socketOptions?: SocketOptions;
+  /**
+   * How warren reaches the broker. Default: amqplib over TCP. The seam an in-memory transport
+   * plugs into (see "Architecture" in the README); nothing above it changes.
+   */
+  transport?: Transport;
+}
+
+export type Settings = z.output<typeof optionsSchema>;

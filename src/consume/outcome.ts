@@ -1,0 +1,147 @@
+import type { AckMode, OnError } from '../define/consumer.js';
+import { retryDelay, type RetryPolicy } from '../define/retry-policy.js';
+import { ConfigError, NonRetryableError } from '../support/errors.js';
+
+/**
+ * THE rule: every broker action a consumer takes is decided here, and only here.
+ *
+ * | when            | ack mode     | what happened                                            | broker action                                  |
+ * |-----------------|--------------|----------------------------------------------------------|------------------------------------------------|
+ * | arrival         | none         | a delivery arrives                                       | ack, before the handler runs (at-most-once)    |
+ * | arrival         | auto, manual | a delivery arrives                                       | none yet                                       |
+ * | handler done    | none         | anything                                                 | none (acked on arrival)                        |
+ * | handler done    | auto, manual | body undecodable, or fails the schema                    | dead-letter `invalid`                          |
+ * | handler done    | auto         | resolved                                                 | ack                                            |
+ * | handler done    | manual       | resolved                                                 | none (the handler's call decided)              |
+ * | handler done    | auto, manual | threw NonRetryableError                                  | dead-letter `non-retryable`                    |
+ * | handler done    | auto, manual | threw; retry policy; attempts left                       | retry after the policy's delay                 |
+ * | handler done    | auto, manual | threw; retry policy; last attempt                        | dead-letter `retries-exhausted`                |
+ * | handler done    | auto, manual | threw; no retry policy; onError 'requeue'                | requeue                                        |
+ * | handler done    | auto, manual | threw; no retry policy; onError 'dead-letter'            | dead-letter `handler-failed`                   |
+ * | handler done    | manual       | anything, after the handler settled it                   | none (a delivery is settled once)              |
+ * | manual call     | manual       | ctx.ack()                                                | ack                                            |
+ * | manual call     | manual       | ctx.nack({ requeue: true })                              | requeue                                        |
+ * | manual call     | manual       | ctx.nack() or ctx.reject()                               | reject (the broker's dead-lettering, no copy)  |
+ * | manual call     | manual       | ctx.retry(); attempts left, or no policy                 | retry after the given delay, else the policy's |
+ * | manual call     | manual       | ctx.retry(); last attempt                                | dead-letter `retries-exhausted`                |
+ * | manual call     | manual       | ctx.deadLetter(reason)                                   | dead-letter `handler`                          |
+ * | any dead-letter | auto, manual | the queue has no dead-letter queue in the topology       | reject (the broker discards it)                |
+ * | copy failed     | auto, manual | a retry copy could not be published                      | requeue (it comes back as it was)              |
+ * | copy failed     | auto, manual | a dead-letter copy could not be published                | reject (the broker's dead-lettering, no copy)  |
+ * | stop deadline   | any          | delivered, not yet started when stop() runs out of time  | requeue                                        |
+ *
+ * "Dead-letter" publishes a copy with warren's reason headers to the queue's dead-letter queue
+ * and acks the original once the copy is confirmed; "retry" publishes a copy to the delay's wait
+ * queue the same way. The README's rule table and test/unit/outcome.test.ts are this table.
+ */
+
+/** Why a message was dead-lettered (`x-warren-reason`). */
+export type DeadLetterReason = 'invalid' | 'non-retryable' | 'retries-exhausted' | 'handler-failed' | 'handler';
+
+/** What the pipeline made of a delivery. */
+export type Outcome = { kind: 'handled' } | { kind: 'failed'; error: unknown } | { kind: 'invalid'; error: unknown };
+
+/** A call a manual-mode handler made on its context. */
+export type ManualCall =
+  | { call: 'ack' }
+  | { call: 'nack'; requeue: boolean }
+  | { call: 'reject' }
+  | { call: 'retry'; delayMs: number | undefined }
+  | { call: 'dead-letter' };
+
+export type BrokerAction =
+  | { type: 'ack' }
+  | { type: 'requeue' }
+  /** basic.nack without requeue: the broker dead-letters it through the queue's DLX, or drops it. */
+  | { type: 'reject'; reason: DeadLetterReason | undefined }
+  | { type: 'retry'; delayMs: number }
+  | { type: 'dead-letter'; reason: DeadLetterReason }
+  | { type: 'none' };
+
+/** What happened to a delivery that calls for a decision. */
+export type DeliveryEvent =
+  | { on: 'arrival' }
+  /** The handler finished (or the body was refused before it); `settled`: the handler already settled the delivery. */
+  | { on: 'handler-done'; outcome: Outcome; settled: boolean }
+  | { on: 'manual-call'; call: ManualCall }
+  /** The copy a retry or dead-letter needs was not confirmed. */
+  | { on: 'copy-failed'; action: { type: 'retry'; delayMs: number } | { type: 'dead-letter'; reason: DeadLetterReason } }
+  /** stop() reached its deadline with this delivery still waiting for a handler. */
+  | { on: 'stop-deadline' };
+
+/** The consumer's settings and this delivery's facts that the rule reads. */
+export interface Rule {
+  ackMode: AckMode;
+  onError: OnError;
+  /** Undefined, or maxAttempts 1: no retry. */
+  retry: RetryPolicy | undefined;
+  /** The attempt this delivery is (1 for the first). */
+  attempt: number;
+  /** The queue dead-letters to a queue warren can publish copies to (`deadLetter` in the topology). */
+  deadLetterQueue: boolean;
+}
+
+const NONE: BrokerAction = Object.freeze({ type: 'none' });
+/** The plain ack, shared: the hot path allocates no action for it. */
+export const ACK: BrokerAction = Object.freeze({ type: 'ack' });
+const REQUEUE: BrokerAction = Object.freeze({ type: 'requeue' });
+
+/** Decides the broker action for `event`. Throws ConfigError only for ctx.retry() with no delay to use. */
+export function decide(event: DeliveryEvent, rule: Rule): BrokerAction {
+  switch (event.on) {
+    case 'arrival':
+      return rule.ackMode === 'none' ? ACK : NONE;
+    case 'handler-done':
+      if (rule.ackMode === 'none' || event.settled) return NONE;
+      return afterHandler(event.outcome, rule);
+    case 'manual-call':
+      return manual(event.call, rule);
+    case 'copy-failed':
+      return event.action.type === 'retry' ? REQUEUE : { type: 'reject', reason: event.action.reason };
+    case 'stop-deadline':
+      return REQUEUE;
+  }
+}
+
+function afterHandler(outcome: Outcome, rule: Rule): BrokerAction {
+  switch (outcome.kind) {
+    case 'invalid':
+      return deadLetter('invalid', rule);
+    case 'handled':
+      return rule.ackMode === 'auto' ? ACK : NONE;
+    case 'failed': {
+      if (outcome.error instanceof NonRetryableError) return deadLetter('non-retryable', rule);
+      const policy = rule.retry;
+      if (policy !== undefined && policy.maxAttempts > 1) {
+        return rule.attempt < policy.maxAttempts ? { type: 'retry', delayMs: retryDelay(policy, rule.attempt) } : deadLetter('retries-exhausted', rule);
+      }
+      return rule.onError === 'requeue' ? REQUEUE : deadLetter('handler-failed', rule);
+    }
+  }
+}
+
+function manual(call: ManualCall, rule: Rule): BrokerAction {
+  switch (call.call) {
+    case 'ack':
+      return ACK;
+    case 'nack':
+      return call.requeue ? REQUEUE : { type: 'reject', reason: undefined };
+    case 'reject':
+      return { type: 'reject', reason: undefined };
+    case 'dead-letter':
+      return deadLetter('handler', rule);
+    case 'retry': {
+      const policy = rule.retry;
+      if (policy !== undefined && rule.attempt >= policy.maxAttempts) return deadLetter('retries-exhausted', rule);
+      const delayMs = call.delayMs ?? (policy !== undefined && policy.maxAttempts > 1 ? retryDelay(policy, rule.attempt) : undefined);
+      if (delayMs === undefined || !(delayMs >= 1)) {
+        throw new ConfigError('ctx.retry()', ["delay: give a delay (e.g. { delay: '10s' }) or a retry policy on the consumer"]);
+      }
+      return { type: 'retry', delayMs };
+    }
+  }
+}
+
+function deadLetter(reason: DeadLetterReason, rule: Rule): BrokerAction {
+  return rule.deadLetterQueue ? { type: 'dead-letter', reason } : { type: 'reject', reason };
+}

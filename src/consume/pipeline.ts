@@ -1,0 +1,163 @@
+import { attemptOf } from '../dead-letter/headers.js';
+import type { Consumer, ConsumerContext, ManualContext } from '../define/consumer.js';
+import { decodeBody, validatePayload } from '../define/message.js';
+import type { RetryPolicy } from '../define/retry-policy.js';
+import { consumeChannel, type ConsumeTrace } from '../instrument/channels.js';
+import { messageOf } from '../support/errors.js';
+import type { Logger } from '../support/logger.js';
+import { DeliveryContext, withManualApi, type ManualDelivery } from './context.js';
+import type { Delivery } from './delivery.js';
+import { decide, type DeliveryEvent, type ManualCall, type Outcome, type Rule } from './outcome.js';
+import type { Settler } from './settler.js';
+
+export interface PipelineDeps {
+  client: string;
+  consumer: Consumer;
+  /** The consumer's retry policy, or connect()'s. */
+  retry: RetryPolicy | undefined;
+  /** The queue has a dead-letter target warren publishes copies to. */
+  deadLetterQueue: boolean;
+  settler: Settler;
+  log: Logger;
+}
+
+const HANDLED: Outcome = Object.freeze({ kind: 'handled' });
+const ARRIVAL: DeliveryEvent = Object.freeze({ on: 'arrival' });
+
+/**
+ * One delivery, from arrival to its broker action: decode → validate → handler → Outcome →
+ * the rule (consume/outcome.ts) → the Settler. Stays synchronous until something returns a
+ * promise, so a synchronous handler's message is acked in the same turn.
+ */
+export class Pipeline {
+  readonly #d: PipelineDeps;
+
+  constructor(deps: PipelineDeps) {
+    this.#d = deps;
+  }
+
+  /** Runs a delivery to its broker action; returns a promise only when something on the way was asynchronous. Never throws. */
+  process(delivery: Delivery): Promise<void> | undefined {
+    if (!consumeChannel.hasSubscribers) return this.#process(delivery);
+    const msg = delivery.msg;
+    const trace: ConsumeTrace = {
+      client: this.#d.client,
+      consumer: this.#d.consumer.name,
+      queue: this.#d.consumer.queue,
+      message: this.#d.consumer.message.name,
+      exchange: msg.exchange,
+      routingKey: msg.routingKey,
+      messageId: msg.messageId,
+      attempt: attemptOf(msg.headers),
+      redelivered: msg.redelivered,
+      headers: msg.headers,
+    };
+    delivery.trace = trace;
+    delivery.startedAt = performance.now();
+    // The handler runs inside the stores subscribers bound to the start channel (bindStore).
+    return consumeChannel.start.runStores(trace, () => this.#process(delivery));
+  }
+
+  #process(delivery: Delivery): Promise<void> | undefined {
+    try {
+      const rule = this.#rule(delivery);
+      delivery.rule = rule;
+      const onArrival = decide(ARRIVAL, rule);
+      // ackMode 'none' still consumes with acks, so prefetch bounds what is buffered here and
+      // stop() can give unstarted messages back; each is acked as its handler starts.
+      if (onArrival.type !== 'none') void this.#d.settler.settle(delivery, onArrival);
+      const outcome = this.#run(delivery);
+      if (outcome instanceof Promise) {
+        return outcome.then(
+          (o) => this.#finish(delivery, o),
+          (err: unknown) => this.#internalError(delivery, err),
+        );
+      }
+      return this.#finish(delivery, outcome);
+    } catch (err) {
+      this.#internalError(delivery, err);
+      return undefined;
+    }
+  }
+
+  #rule(delivery: Delivery): Rule {
+    const c = this.#d.consumer;
+    return { ackMode: c.ackMode, onError: c.onError, retry: this.#d.retry, attempt: attemptOf(delivery.msg.headers), deadLetterQueue: this.#d.deadLetterQueue };
+  }
+
+  #run(delivery: Delivery): Outcome | Promise<Outcome> {
+    const { msg } = delivery;
+    const contract = this.#d.consumer.message;
+    let payload: unknown;
+    try {
+      payload = validatePayload(contract, decodeBody(contract, msg.body, msg.contentType));
+    } catch (error) {
+      return { kind: 'invalid', error };
+    }
+    let result: unknown;
+    try {
+      result = (this.#d.consumer.handle as (p: unknown, c: ConsumerContext | ManualContext) => unknown)(payload, this.#context(delivery));
+    } catch (error) {
+      return { kind: 'failed', error };
+    }
+    if (!isThenable(result)) return HANDLED;
+    return Promise.resolve(result).then(
+      () => HANDLED,
+      (error: unknown) => ({ kind: 'failed', error }),
+    );
+  }
+
+  #context(delivery: Delivery): ConsumerContext | ManualContext {
+    const base = new DeliveryContext(delivery.msg, this.#d.log);
+    if (this.#d.consumer.ackMode !== 'manual') return base;
+    const manual: ManualDelivery = {
+      get settled() {
+        return delivery.settled;
+      },
+      call: (call: ManualCall, error: Error | undefined) => this.#d.settler.settle(delivery, decide({ on: 'manual-call', call }, delivery.rule as Rule), error),
+    };
+    return withManualApi(base, manual, this.#d.log);
+  }
+
+  /** Settles per the outcome, then ends the trace. */
+  #finish(delivery: Delivery, outcome: Outcome): Promise<void> | undefined {
+    const action = decide({ on: 'handler-done', outcome, settled: delivery.settled }, delivery.rule as Rule);
+    if (action.type === 'requeue' && outcome.kind === 'failed') {
+      this.#d.log.warn({ messageId: delivery.msg.messageId, err: outcome.error }, 'handler failed; message requeued');
+    }
+    const settling = this.#d.settler.settle(delivery, action, outcome.kind === 'handled' ? undefined : outcome.error);
+    if (settling !== undefined) {
+      return settling.then(
+        () => this.#end(delivery, outcome),
+        (err: unknown) => this.#internalError(delivery, err),
+      );
+    }
+    this.#end(delivery, outcome);
+    return undefined;
+  }
+
+  #end(delivery: Delivery, outcome: Outcome): void {
+    const trace = delivery.trace;
+    if (trace === undefined) return;
+    const action = delivery.action;
+    trace.outcome = outcome.kind;
+    trace.action = action?.type ?? 'none';
+    if ((action?.type === 'dead-letter' || action?.type === 'reject') && action.reason !== undefined) trace.reason = action.reason;
+    if (action?.type === 'retry') trace.delayMs = action.delayMs;
+    trace.durationMs = performance.now() - delivery.startedAt;
+    if (outcome.kind !== 'handled') {
+      trace.error = outcome.error;
+      consumeChannel.error.publish(trace);
+    }
+    consumeChannel.end.publish(trace);
+  }
+
+  /** A bug of ours must not become an unhandled rejection; the unsettled message is redelivered when the channel closes. */
+  #internalError(delivery: Delivery, err: unknown): void {
+    this.#d.log.error({ messageId: delivery.msg.messageId, err: messageOf(err) }, 'internal error while settling a message');
+  }
+}
+
+function isThenable(v: unknown): v is PromiseLike<unknown> {
+  return (typeof v === 'object' || typeof v === 'function') && v !== null && typeof (v as { then?: unknown }).then === 'function';
+}

@@ -1,0 +1,182 @@
+import type { Channel, Inbound } from '../amqp/transport.js';
+import { copyProperties, type CopyPublisher } from '../dead-letter/copy.js';
+import { attemptOf, bounded, Header, MAX_ERROR_MESSAGE, MAX_ISSUES_JSON } from '../dead-letter/headers.js';
+import { waitQueueName } from '../dead-letter/wait-queues.js';
+import { deadLetterChannel, retryChannel } from '../instrument/channels.js';
+import { messageOf, ValidationError, WarrenError } from '../support/errors.js';
+import type { Logger } from '../support/logger.js';
+import { count, type ConsumerCounts } from './counters.js';
+import type { Delivery } from './delivery.js';
+import { decide, type BrokerAction, type DeadLetterReason, type Rule } from './outcome.js';
+
+export interface SettlerDeps {
+  client: string;
+  consumer: string;
+  queue: string;
+  /** Where dead-letter copies go (from the queue's topology), or undefined: the rule then rejects instead. */
+  deadLetter: { exchange: string; routingKey: string | undefined } | undefined;
+  publisher: CopyPublisher;
+  log: Logger;
+  counts: ConsumerCounts;
+  /** True while `channel` is the consumer's live channel. */
+  isCurrent: (channel: Channel) => boolean;
+  /** Declares the wait queue for a delay tier (idempotent). */
+  ensureWaitQueue: (delayMs: number) => Promise<void>;
+}
+
+type CopyAction = { type: 'retry'; delayMs: number } | { type: 'dead-letter'; reason: DeadLetterReason };
+
+/**
+ * Carries out the BrokerAction the rule decided for one delivery, and counts it. Retry and
+ * dead-letter publish a copy with confirms first and ack the original only after: a crash in
+ * between duplicates, never loses. When the copy fails, the rule decides again.
+ */
+export class Settler {
+  readonly #d: SettlerDeps;
+
+  constructor(deps: SettlerDeps) {
+    this.#d = deps;
+  }
+
+  /** Synchronous for ack, requeue, reject and none; retry and dead-letter return the copy's publish. */
+  settle(delivery: Delivery, action: BrokerAction, error?: unknown): Promise<void> | undefined {
+    if (action.type === 'none') return;
+    delivery.settled = true;
+    delivery.action = action;
+    if (!this.#d.isCurrent(delivery.channel)) {
+      // The channel this came on is gone: the broker has already requeued the message. Acking its
+      // tag on a new channel would ack a different message, or close the channel (406 unknown tag).
+      this.#d.log.debug({ messageId: delivery.msg.messageId, action: action.type }, 'delivery from a closed channel; not settling it (the broker redelivers it)');
+      return;
+    }
+    if (action.type === 'retry' || action.type === 'dead-letter') return this.#copy(delivery, action, error);
+    this.#wire(delivery, action, error, false);
+    return undefined;
+  }
+
+  /** The actions that are one frame on the channel. `fallback`: instead of a copy that failed (already logged). */
+  #wire(delivery: Delivery, action: BrokerAction, error: unknown, fallback: boolean): void {
+    switch (action.type) {
+      case 'ack':
+        delivery.acker.ack(delivery.slot);
+        break;
+      case 'requeue':
+        delivery.acker.nack(delivery.slot, true);
+        break;
+      case 'reject':
+        if (action.reason !== undefined) {
+          // A dead-letter without a dead-letter queue in the topology, or whose copy failed.
+          if (!fallback) {
+            this.#d.log[isDecision(action.reason) ? 'warn' : 'error'](
+              { messageId: delivery.msg.messageId, reason: action.reason, err: errorText(error) },
+              'message rejected; its queue has no dead-letter queue, so the broker discards it',
+            );
+          }
+          this.#announceDeadLetter(delivery.msg, action.reason, error, undefined);
+        }
+        delivery.acker.nack(delivery.slot, false);
+        break;
+      default:
+        return;
+    }
+    count(this.#d.counts, action);
+  }
+
+  async #copy(delivery: Delivery, action: CopyAction, error: unknown): Promise<void> {
+    const { msg } = delivery;
+    try {
+      if (action.type === 'retry') await this.#publishRetry(msg, action.delayMs, error);
+      else await this.#publishDeadLetterCopy(msg, action.reason, error);
+    } catch (err) {
+      const fallback = decide({ on: 'copy-failed', action }, delivery.rule as Rule);
+      this.#d.log.error(
+        { messageId: msg.messageId, err: messageOf(err), instead: fallback.type },
+        action.type === 'retry' ? 'could not schedule the retry; requeueing the message instead' : 'could not publish the dead letter; rejecting the message to the broker instead',
+      );
+      delivery.action = fallback;
+      if (this.#d.isCurrent(delivery.channel)) this.#wire(delivery, fallback, error, true);
+      return;
+    }
+    if (action.type === 'retry') {
+      const attempt = attemptOf(msg.headers);
+      this.#d.log.warn({ messageId: msg.messageId, attempt, nextAttempt: attempt + 1, delayMs: action.delayMs, err: errorText(error) }, 'handler failed; retrying later');
+      if (retryChannel.hasSubscribers) {
+        retryChannel.publish({ client: this.#d.client, consumer: this.#d.consumer, queue: this.#d.queue, messageId: msg.messageId, attempt, delayMs: action.delayMs, waitQueue: waitQueueName(this.#d.queue, action.delayMs) });
+      }
+    } else {
+      this.#d.log[isDecision(action.reason) ? 'warn' : 'error']({ messageId: msg.messageId, reason: action.reason, err: errorText(error) }, 'message dead-lettered');
+      const target = this.#d.deadLetter;
+      this.#announceDeadLetter(msg, action.reason, error, target !== undefined ? { exchange: target.exchange, routingKey: target.routingKey ?? msg.routingKey } : undefined);
+    }
+    count(this.#d.counts, action);
+    if (this.#d.isCurrent(delivery.channel)) {
+      delivery.acker.ack(delivery.slot);
+    } else {
+      this.#d.log.warn({ messageId: msg.messageId }, 'channel closed after the copy was confirmed; the broker will redeliver the original too (a duplicate)');
+    }
+  }
+
+  async #publishRetry(msg: Inbound, delayMs: number, error: unknown): Promise<void> {
+    const waitQueue = waitQueueName(this.#d.queue, delayMs);
+    const headers = { ...this.#failureHeaders(msg, error), [Header.attempt]: attemptOf(msg.headers) + 1 };
+    await this.#d.ensureWaitQueue(delayMs);
+    await this.#d.publisher.publishCopy('', waitQueue, msg.body, copyProperties(msg, headers, this.#fallbackId(msg)));
+  }
+
+  async #publishDeadLetterCopy(msg: Inbound, reason: DeadLetterReason, error: unknown): Promise<void> {
+    const target = this.#d.deadLetter;
+    if (target === undefined) throw new Error('the queue has no dead-letter target'); // the rule rejects instead; never reached
+    const headers: Record<string, unknown> = {
+      ...this.#failureHeaders(msg, error),
+      [Header.reason]: reason,
+      [Header.attempts]: attemptOf(msg.headers),
+      [Header.originQueue]: this.#d.queue,
+    };
+    if (error instanceof ValidationError) headers[Header.validationIssues] = bounded(JSON.stringify(error.issues), MAX_ISSUES_JSON);
+    await this.#d.publisher.publishCopy(target.exchange, target.routingKey ?? msg.routingKey, msg.body, copyProperties(msg, headers, this.#fallbackId(msg)));
+  }
+
+  #fallbackId(msg: Inbound): string {
+    return `${this.#d.queue}:${msg.deliveryTag}:${Date.now()}`;
+  }
+
+  #announceDeadLetter(msg: Inbound, reason: DeadLetterReason, error: unknown, copiedTo: { exchange: string; routingKey: string } | undefined): void {
+    if (!deadLetterChannel.hasSubscribers) return;
+    deadLetterChannel.publish({ client: this.#d.client, consumer: this.#d.consumer, queue: this.#d.queue, messageId: msg.messageId, reason, errorCode: errorCode(error), copiedTo });
+  }
+
+  /** Warren's failure headers: what went wrong, when, and where the message was first published. */
+  #failureHeaders(msg: Inbound, error: unknown): Record<string, unknown> {
+    const old = msg.headers;
+    const now = new Date().toISOString();
+    return {
+      [Header.errorCode]: errorCode(error),
+      [Header.errorMessage]: bounded(errorText(error), MAX_ERROR_MESSAGE),
+      [Header.originalExchange]: old[Header.originalExchange] ?? msg.exchange,
+      [Header.originalRoutingKey]: old[Header.originalRoutingKey] ?? msg.routingKey,
+      [Header.firstFailureAt]: old[Header.firstFailureAt] ?? now,
+      [Header.lastFailureAt]: now,
+      [Header.consumer]: this.#d.consumer,
+    };
+  }
+}
+
+/** A decision (invalid input, a refusal, the handler's choice) is a warning; a failure that ran out of chances is an error. */
+function isDecision(reason: DeadLetterReason): boolean {
+  return reason === 'invalid' || reason === 'handler' || reason === 'non-retryable';
+}
+
+function errorCode(error: unknown): string {
+  return error instanceof WarrenError ? error.code : error instanceof Error ? error.name : 'UNKNOWN';
+}
+
+function errorText(error: unknown): string {
+  if (error === undefined) return '';
+  if (error instanceof Error) return error.message;
+  if (typeof error === 'string') return error;
+  try {
+    return JSON.stringify(error) ?? 'unknown error';
+  } catch {
+    return 'a non-Error value that cannot be shown (a cycle or a BigInt)';
+  }
+}

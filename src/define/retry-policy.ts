@@ -1,0 +1,49 @@
+import { z } from 'zod';
+import { durationMs } from './config.js';
+
+/**
+ * A consumer's retry policy: how many attempts, and how long to wait before each retry. The
+ * waiting itself is done by the broker (see dead-letter/wait-queues.ts).
+ */
+export const retryPolicySchema = z
+  .strictObject({
+    /** Deliveries in all, the first included. 1 = no retry. */
+    maxAttempts: z.number().int().min(1).max(1000),
+    /** Wait before retry 1, 2, …; the last one repeats. */
+    delays: z.array(durationMs).min(1).optional(),
+    /** Or: delay n = min(maxDelay, initialDelay × factor^(n-1)). */
+    backoff: z.strictObject({ initialDelay: durationMs, factor: z.number().min(1).default(2), maxDelay: durationMs.optional() }).optional(),
+  })
+  .superRefine((p, ctx) => {
+    if (p.delays !== undefined && p.backoff !== undefined) {
+      ctx.addIssue({ code: 'custom', message: 'give either delays or backoff, not both' });
+    }
+    if (p.maxAttempts > 1 && p.delays === undefined && p.backoff === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['delays'], message: "say how long to wait between attempts: delays: ['1s', '10s'] or backoff: { initialDelay: '1s' }" });
+    }
+    for (const d of p.delays ?? []) {
+      if (d < 1) ctx.addIssue({ code: 'custom', path: ['delays'], message: 'each delay must be at least 1 ms' });
+    }
+  });
+
+export type RetryPolicyInput = z.input<typeof retryPolicySchema>;
+export type RetryPolicy = z.output<typeof retryPolicySchema>;
+
+/** The wait before retry number `retry` (1 for the first retry), in ms. */
+export function retryDelay(policy: RetryPolicy, retry: number): number {
+  if (policy.delays !== undefined) {
+    const i = Math.min(retry, policy.delays.length) - 1;
+    return policy.delays[Math.max(0, i)] ?? 0;
+  }
+  const b = policy.backoff;
+  if (b === undefined) return 0;
+  const raw = b.initialDelay * b.factor ** Math.max(0, retry - 1);
+  return Math.round(b.maxDelay !== undefined ? Math.min(b.maxDelay, raw) : raw);
+}
+
+/** Every delay tier the policy can use, each once, ascending. */
+export function retryTiers(policy: RetryPolicy): number[] {
+  const tiers = new Set<number>();
+  for (let retry = 1; retry < policy.maxAttempts; retry += 1) tiers.add(retryDelay(policy, retry));
+  return [...tiers].sort((a, b) => a - b);
+}

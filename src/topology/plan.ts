@@ -1,0 +1,49 @@
+import type { DeclaredExchange, DeclaredQueue, Topology } from '../define/topology.js';
+
+/** One declaration the broker must make: the plan of a topology is a list of these, in order. */
+export type Step =
+  | { kind: 'exchange'; exchange: DeclaredExchange }
+  | { kind: 'queue'; queue: DeclaredQueue }
+  | { kind: 'binding'; queue: DeclaredQueue; exchange: string; routingKey: string; arguments: Readonly<Record<string, unknown>> };
+
+/** Every exchange, then each queue with its bindings. Exclusive queues only where asked (they belong to the connection that declares them). */
+export function planTopology(topology: Topology, options: { exclusiveQueues: boolean }): Step[] {
+  const steps: Step[] = topology.exchanges.map((exchange) => ({ kind: 'exchange', exchange }));
+  for (const queue of topology.queues) if (options.exclusiveQueues || !queue.exclusive) steps.push(...queueSteps(queue));
+  return steps;
+}
+
+/**
+ * One queue as declared (with its dead-letter queue, the exchanges it is bound to, and its
+ * bindings): what brings back a queue deleted under its consumer. Undefined for a queue the
+ * topology does not declare.
+ */
+export function planQueue(topology: Topology, queueName: string): Step[] | undefined {
+  const queue = topology.queue(queueName);
+  if (queue === undefined) return undefined;
+  const steps: Step[] = [];
+  for (const b of queue.bindings) {
+    const exchange = topology.exchange(b.exchange);
+    if (exchange !== undefined) steps.push({ kind: 'exchange', exchange });
+  }
+  const dlq = topology.queues.find((q) => q.deadLetterOf === queue.name);
+  if (dlq !== undefined) steps.push(...queueSteps(dlq));
+  steps.push(...queueSteps(queue));
+  return steps;
+}
+
+function queueSteps(queue: DeclaredQueue): Step[] {
+  return [{ kind: 'queue', queue }, ...queue.bindings.map((b): Step => ({ kind: 'binding', queue, ...b }))];
+}
+
+/** How a step is named in an error message. */
+export function describeStep(step: Step): string {
+  switch (step.kind) {
+    case 'exchange':
+      return `exchange '${step.exchange.name}'`;
+    case 'queue':
+      return `queue '${step.queue.name}'`;
+    case 'binding':
+      return `binding of queue '${step.queue.name}' to exchange '${step.exchange}' with routing key '${step.routingKey}'`;
+  }
+}
