@@ -42,7 +42,7 @@ const layering = LAYERS.flatMap((tier, level) =>
 
 // ESLint's own defineConfig(): typescript-eslint 8 deprecates its tseslint.config() helper for it.
 export default defineConfig(
-  { ignores: ['dist/', 'node_modules/', 'coverage/'] },
+  { ignores: ['dist/', 'node_modules/', 'coverage/', 'bench/.baseline/'] },
   js.configs.recommended,
   tseslint.configs.recommendedTypeChecked,
   {

@@ -81,10 +81,10 @@ export interface ConnectOptions {
   };
   /** The retry policy of consumers that have none of their own (see defineConsumer's `retry`). Default: none. */
   retry?: RetryPolicyInput;
-  /** Extra socket options for amqplib (e.g. TLS `ca`, `cert`, `key`). */
+  /** Extra socket options (e.g. TLS `ca`, `cert`, `key`). TCP_NODELAY is on. */
   socketOptions?: SocketOptions;
   /**
-   * How warren reaches the broker. Default: amqplib over TCP. The seam an in-memory transport
+   * How warren reaches the broker. Default: AMQP 0-9-1 over TCP. The seam an in-memory transport
    * plugs into (see "Architecture" in the README); nothing above it changes.
    */
   transport?: Transport;

@@ -1,4 +1,4 @@
-import { amqplibTransport } from '../amqp/amqplib.js';
+import { defaultTransport } from '../amqp/default-transport.js';
 import { ConnectionManager, type ConnectionRole, type ConnectionState, type ReconnectInfo } from '../amqp/connection.js';
 import type { Link, SocketOptions, Transport } from '../amqp/transport.js';
 import { Subscription, type ConsumerEvent, type ConsumerHandle, type ConsumerHealth } from '../consume/subscription.js';
@@ -280,7 +280,7 @@ export class Warren extends TypedEmitter<WarrenEvents> {
  * TopologyMismatchError, or ConnectionError (no broker reachable within `initialConnectTimeout`).
  */
 export async function connect(options: ConnectOptions): Promise<Warren> {
-  const { topology = emptyTopology, logger = silentLogger(), socketOptions = {}, transport = amqplibTransport, ...rest } = options;
+  const { topology = emptyTopology, logger = silentLogger(), socketOptions = {}, transport = defaultTransport, ...rest } = options;
   const topologyProblem = isTopology(topology) ? undefined : 'topology: pass what defineTopology({ exchanges, queues }) returns, not the definition itself';
   let settings: Settings;
   try {

@@ -5,7 +5,7 @@ import { amqpCode, brokerText, refusedExchange } from '../amqp/reply-codes.js';
 import type { ConfirmChannel, ConfirmResult, PublishProperties, Returned } from '../amqp/transport.js';
 import type { CopyPublisher } from '../dead-letter/copy.js';
 import { encodeJson, validatePayload, type MessageContract, type PayloadInput } from '../define/message.js';
-import { publishChannel, type PublishOutcome, type PublishTrace } from '../instrument/channels.js';
+import { publishChannel, type PublishTrace } from '../instrument/channels.js';
 import {
   ClosedError,
   MessageTooLargeError,
@@ -18,29 +18,9 @@ import {
 import type { Logger } from '../support/logger.js';
 import { PublishBuffer, type Pending } from './buffer.js';
 import { checkOptions, propertiesFor, type PublishOptions } from './options.js';
+import { counterOf, endTrace, newCounts, type PublisherStats } from './stats.js';
 
-/** The publisher's buffer and window now, and what became of the publishes so far, as `warren.health().publisher` shows them. */
-export interface PublisherStats {
-  /** Sent and waiting for the broker's confirm. */
-  inFlight: number;
-  /** Waiting to be sent (disconnected, blocked, or the window is full). */
-  buffered: number;
-  bufferedBytes: number;
-  /** whenFull 'wait': publishes waiting for room in the buffer. */
-  waitingForRoom: number;
-  /** publish() calls accepted (valid, and taken into the buffer), since connect(). */
-  published: number;
-  /** Confirmed by the broker. */
-  confirmed: number;
-  /** Refused by the broker (basic.nack). */
-  nacked: number;
-  /** Returned as unroutable (basic.return). */
-  returned: number;
-  /** No confirm within the deadline. */
-  timedOut: number;
-  /** Failed otherwise after being accepted (the broker closed the channel for it, close(), a full buffer after waiting). */
-  failed: number;
-}
+export type { PublisherStats };
 
 /** What a confirmed publish resolves with. */
 export interface PublishReceipt {
@@ -66,8 +46,6 @@ export interface PublisherSettings {
 
 const SWEEP_INTERVAL_MS = 100;
 
-type Counter = 'confirmed' | 'nacked' | 'returned' | 'timedOut' | 'failed';
-
 /**
  * Publishes on a confirm channel of the publish connection. Messages are pipelined up to
  * `maxInFlight`, wait in a bounded buffer while the channel is down, blocked or the socket is
@@ -79,7 +57,7 @@ export class Publisher implements CopyPublisher {
   readonly #log: Logger;
   readonly #buffer: PublishBuffer;
   readonly #live: LiveChannel<ConfirmChannel>;
-  readonly #counts = { published: 0, confirmed: 0, nacked: 0, returned: 0, timedOut: 0, failed: 0 };
+  readonly #counts = newCounts();
   #inFlight = new Set<Pending>();
   #channel: ConfirmChannel | undefined;
   #writable = true;
@@ -422,24 +400,4 @@ export class Publisher implements CopyPublisher {
 
 function asError(err: unknown): Error {
   return err instanceof Error ? err : new Error(String(err));
-}
-
-function counterOf(err: Error | undefined): Counter {
-  if (err === undefined) return 'confirmed';
-  if (err instanceof UnroutableError) return 'returned';
-  if (err instanceof PublishNackedError) return 'nacked';
-  if (err instanceof PublishTimeoutError) return 'timedOut';
-  return 'failed';
-}
-
-const OUTCOME: Record<Counter, PublishOutcome> = { confirmed: 'confirmed', returned: 'returned', nacked: 'nacked', timedOut: 'timed-out', failed: 'failed' };
-
-function endTrace(trace: PublishTrace, startedAt: number, err: Error | undefined): void {
-  trace.outcome = OUTCOME[counterOf(err)];
-  trace.durationMs = performance.now() - startedAt;
-  if (err !== undefined) {
-    trace.error = err;
-    publishChannel.error.publish(trace);
-  }
-  publishChannel.end.publish(trace);
 }
