@@ -44,7 +44,7 @@ export class Pipeline {
       client: this.#d.client,
       consumer: this.#d.consumer.name,
       queue: this.#d.consumer.queue,
-      message: this.#d.consumer.message.name,
+      contract: this.#d.consumer.message.name,
       exchange: msg.exchange,
       routingKey: msg.routingKey,
       messageId: msg.messageId,

@@ -39,7 +39,7 @@ export interface PublishTrace {
   /** The warren client's `name`. */
   readonly client: string;
   /** The contract's name. */
-  readonly message: string;
+  readonly contract: string;
   readonly exchange: string;
   readonly routingKey: string;
   readonly messageId: string;
@@ -65,7 +65,7 @@ export interface ConsumeTrace {
   readonly consumer: string;
   readonly queue: string;
   /** The consumer's contract name. */
-  readonly message: string;
+  readonly contract: string;
   readonly exchange: string;
   readonly routingKey: string;
   readonly messageId: string | undefined;

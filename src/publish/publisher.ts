@@ -124,7 +124,7 @@ export class Publisher implements CopyPublisher {
     const messageId = options.messageId ?? randomUUID();
     const trace: PublishTrace = {
       client: this.#settings.appId,
-      message: contract.name,
+      contract: contract.name,
       exchange: contract.exchange,
       routingKey: options.routingKey ?? contract.routingKey,
       messageId,

@@ -72,7 +72,7 @@ describe('warren:publish', () => {
     // On start the outcome is not known yet; the id is, and it is the one the caller gets.
     expect(starts.map((t) => t.outcome)).toEqual([undefined, undefined, undefined, undefined, undefined]);
     expect(starts.slice(0, 3).map((t) => t.messageId)).toEqual(ok.map((r) => r.messageId));
-    expect(starts[0]).toMatchObject({ message: 'ping', exchange: s.exchange, routingKey: 'ping.one' });
+    expect(starts[0]).toMatchObject({ contract: 'ping', exchange: s.exchange, routingKey: 'ping.one' });
     expect(starts[4]).toMatchObject({ routingKey: 'nobody.listens' });
 
     const byId = new Map(ends.map((t) => [t.messageId, t]));
@@ -164,7 +164,7 @@ describe('warren:consume', () => {
     );
     expect(ends.find((t) => t.action === 'retry')?.delayMs).toBe(50);
     for (const t of ends) {
-      expect(t).toMatchObject({ consumer: s.queue, queue: s.queue, message: 'ping' });
+      expect(t).toMatchObject({ consumer: s.queue, queue: s.queue, contract: 'ping' });
       expect(t.durationMs).toBeGreaterThanOrEqual(0);
     }
     expect(seen.filter((e) => e.event === 'error')).toHaveLength(4);
