@@ -54,7 +54,7 @@ class AmqplibLink extends TypedEmitter<LinkEvents> implements Link {
     this.#model = model;
     this.#log = log;
     // 'close' follows an 'error' with the same error; this listener only keeps the process alive.
-    model.on('error', (err: Error) => log.debug({ err: messageOf(err) }, 'connection error'));
+    model.on('error', (err: Error) => log.debug({ err }, 'connection error'));
     model.on('close', (err?: Error) => this.emit('close', err));
     model.on('blocked', (reason: string) => this.emit('blocked', reason));
     model.on('unblocked', () => this.emit('unblocked'));
@@ -88,7 +88,7 @@ class AmqplibChannelAdapter<C extends AmqplibChannel = AmqplibChannel> extends T
     ch.on('close', () => this.emit('close', this.closeError));
     // amqplib throws from its frame handler for a delivery to a consumer tag it no longer knows,
     // which tears the whole connection down; with this listener it reports it instead.
-    ch.on('handler-error', (err: unknown) => log.warn({ err: messageOf(err) }, 'a delivery for a cancelled consumer; the broker redelivers it'));
+    ch.on('handler-error', (err: unknown) => log.warn({ err }, 'a delivery for a cancelled consumer; the broker redelivers it'));
   }
 
   async assertExchange(name: string, type: string, options: ExchangeOptions): Promise<void> {

@@ -204,7 +204,7 @@ export class ConnectionManager extends TypedEmitter<ConnectionEvents> {
           );
         }
         // A reconnect storm logs loudly once, then quietly, with a reminder every 20 attempts.
-        this.#log[failureLevel(attempt)]({ url: shownUrl, attempt, delayMs, err: err.message }, 'connection attempt failed; retrying');
+        this.#log[failureLevel(attempt)]({ url: shownUrl, attempt, delayMs, err }, 'connection attempt failed; retrying');
         this.emit('reconnecting', { role: this.role, attempt, delayMs, url: shownUrl, error: err });
         await this.#sleep(delayMs);
       }

@@ -180,7 +180,7 @@ export class LiveChannel<C extends Channel> extends TypedEmitter<LiveChannelEven
     if (this.#closed) return;
     this.#failures += 1;
     const delayMs = backoffDelay(this.#failures - 1, defaultBackoff);
-    this.#o.log[failureLevel(this.#failures)]({ err: messageOf(err), attempt: this.#failures, delayMs }, `could not open the ${this.#o.what}; retrying`);
+    this.#o.log[failureLevel(this.#failures)]({ err, attempt: this.#failures, delayMs }, `could not open the ${this.#o.what}; retrying`);
     this.emit('failed', err instanceof Error ? err : new Error(messageOf(err)));
     this.#schedule(link, delayMs);
   }

@@ -75,7 +75,8 @@ export class Warren extends TypedEmitter<WarrenEvents> {
     this.#transport = transport;
     this.#settings = settings;
     this.topology = topology;
-    this.#root = logger.child({ name: settings.name });
+    // `client`, not `name`: pino owns `name` (a logger created with one would print it twice).
+    this.#root = logger.child({ client: settings.name });
     this.#log = this.#root.child({ component: 'warren' });
     this.#socketOptions = socketOptions;
     const firstUrl = new URL(settings.urls[0] ?? '');

@@ -1,5 +1,4 @@
 import type { Channel, Inbound } from '../amqp/transport.js';
-import { messageOf } from '../support/errors.js';
 import type { Logger } from '../support/logger.js';
 
 /** A delivery's place in its channel's ack order. */
@@ -100,7 +99,7 @@ export class Acker {
     try {
       op();
     } catch (err) {
-      this.#log.debug({ messageId: slot.msg.messageId, err: messageOf(err) }, 'could not settle delivery; the channel closed (the broker redelivers it)');
+      this.#log.debug({ messageId: slot.msg.messageId, err }, 'could not settle delivery; the channel closed (the broker redelivers it)');
     }
   }
 }

@@ -1,5 +1,5 @@
 import type { Inbound } from '../amqp/transport.js';
-import { attemptOf } from '../dead-letter/headers.js';
+import { bounded, MAX_REASON } from '../dead-letter/headers.js';
 import type { ConsumerContext, ManualContext } from '../define/consumer.js';
 import { toMs } from '../define/duration.js';
 import { ConfigError } from '../support/errors.js';
@@ -20,7 +20,7 @@ export class DeliveryContext implements ConsumerContext {
   readonly #consumerLog: Logger;
   #log: Logger | undefined;
 
-  constructor(msg: Inbound, consumerLog: Logger) {
+  constructor(msg: Inbound, attempt: number, consumerLog: Logger) {
     this.messageId = msg.messageId;
     this.correlationId = msg.correlationId;
     this.headers = msg.headers;
@@ -29,7 +29,7 @@ export class DeliveryContext implements ConsumerContext {
     this.exchange = msg.exchange;
     this.routingKey = msg.routingKey;
     this.timestamp = msg.timestamp !== undefined ? new Date(msg.timestamp * 1000) : undefined;
-    this.attempt = attemptOf(msg.headers);
+    this.attempt = attempt;
     this.#consumerLog = consumerLog;
   }
 
@@ -73,12 +73,18 @@ export function withManualApi(base: DeliveryContext, delivery: ManualDelivery, l
         delayMs = toMs(o.delay);
         if (delayMs === undefined) throw new ConfigError('ctx.retry()', [`delay: '${String(o.delay)}' is not a duration (use ms, or '500ms', '10s', '1m', '1h')`]);
       }
-      await delivery.call({ call: 'retry', delayMs }, new Error('retry requested by the handler'));
+      await delivery.call({ call: 'retry', delayMs }, coded('RETRY_REQUESTED', 'retry requested by the handler'));
     },
     deadLetter: async (reason) => {
       if (!first('deadLetter')) return;
-      await delivery.call({ call: 'dead-letter' }, new Error(reason ?? 'dead-lettered by the handler'));
+      const text = reason !== undefined && reason.trim() !== '' ? bounded(reason, MAX_REASON) : undefined;
+      await delivery.call({ call: 'dead-letter', reason: text }, coded('DEAD_LETTERED_BY_HANDLER', text ?? 'dead-lettered by the handler'));
     },
   };
   return Object.assign(base, manual);
+}
+
+/** An Error with a string `code`, as `x-warren-error-code` records it. */
+function coded(code: string, message: string): Error {
+  return Object.assign(new Error(message), { code });
 }

@@ -23,7 +23,7 @@ export function newCounts(): ConsumerCounts {
     retried: 0,
     requeued: 0,
     rejected: 0,
-    deadLettered: { invalid: 0, 'non-retryable': 0, 'retries-exhausted': 0, 'handler-failed': 0, handler: 0 },
+    deadLettered: { invalid: 0, 'non-retryable': 0, 'retries-exhausted': 0, 'handler-failed': 0, handler: 0, 'retry-failed': 0 },
   };
 }
 

@@ -1,5 +1,4 @@
 import type { Channel } from '../amqp/transport.js';
-import { messageOf } from '../support/errors.js';
 import type { Logger } from '../support/logger.js';
 import type { Delivery } from './delivery.js';
 
@@ -90,7 +89,7 @@ export class Dispatcher {
 
   /** The pipeline never throws; if it does anyway, the delivery's slot is freed and its message redelivered when the channel closes. */
   #failed(delivery: Delivery, err: unknown): void {
-    this.#d.log.error({ messageId: delivery.msg.messageId, err: messageOf(err) }, 'internal error while handling a message');
+    this.#d.log.error({ messageId: delivery.msg.messageId, err }, 'internal error while handling a message');
     this.#done();
   }
 

@@ -24,10 +24,12 @@ import { ConfigError, NonRetryableError } from '../support/errors.js';
  * | manual call     | manual       | ctx.nack() or ctx.reject()                               | reject (the broker's dead-lettering, no copy)  |
  * | manual call     | manual       | ctx.retry(); attempts left, or no policy                 | retry after the given delay, else the policy's |
  * | manual call     | manual       | ctx.retry(); last attempt                                | dead-letter `retries-exhausted`                |
- * | manual call     | manual       | ctx.deadLetter(reason)                                   | dead-letter `handler`                          |
+ * | manual call     | manual       | ctx.deadLetter(reason)                                   | dead-letter `handler` (reason text in the copy)|
  * | any dead-letter | auto, manual | the queue has no dead-letter queue in the topology       | reject (the broker discards it)                |
- * | copy failed     | auto, manual | a retry copy could not be published                      | requeue (it comes back as it was)              |
- * | copy failed     | auto, manual | a dead-letter copy could not be published                | reject (the broker's dead-lettering, no copy)  |
+ * | copy failed     | auto, manual | a retry copy could not be published (broker away)        | requeue (it comes back as it was)              |
+ * | copy failed     | auto, manual | a retry copy can never be published (headers too large)  | dead-letter `retry-failed`, own headers left out|
+ * | copy failed     | auto, manual | a dead-letter copy can never be published                | dead-letter again, own headers left out        |
+ * | copy failed     | auto, manual | a dead-letter copy could not be published (otherwise)    | reject (the broker's dead-lettering, no copy)  |
  * | stop deadline   | any          | delivered, not yet started when stop() runs out of time  | requeue                                        |
  *
  * "Dead-letter" publishes a copy with warren's reason headers to the queue's dead-letter queue
@@ -36,7 +38,7 @@ import { ConfigError, NonRetryableError } from '../support/errors.js';
  */
 
 /** Why a message was dead-lettered (`x-warren-reason`). */
-export type DeadLetterReason = 'invalid' | 'non-retryable' | 'retries-exhausted' | 'handler-failed' | 'handler';
+export type DeadLetterReason = 'invalid' | 'non-retryable' | 'retries-exhausted' | 'handler-failed' | 'handler' | 'retry-failed';
 
 /** What the pipeline made of a delivery. */
 export type Outcome = { kind: 'handled' } | { kind: 'failed'; error: unknown } | { kind: 'invalid'; error: unknown };
@@ -47,7 +49,7 @@ export type ManualCall =
   | { call: 'nack'; requeue: boolean }
   | { call: 'reject' }
   | { call: 'retry'; delayMs: number | undefined }
-  | { call: 'dead-letter' };
+  | { call: 'dead-letter'; reason: string | undefined };
 
 export type BrokerAction =
   | { type: 'ack' }
@@ -55,7 +57,11 @@ export type BrokerAction =
   /** basic.nack without requeue: the broker dead-letters it through the queue's DLX, or drops it. */
   | { type: 'reject'; reason: DeadLetterReason | undefined }
   | { type: 'retry'; delayMs: number }
-  | { type: 'dead-letter'; reason: DeadLetterReason }
+  /**
+   * `detail`: the handler's own words, from ctx.deadLetter(reason), kept as `x-warren-reason`.
+   * `trimHeaders`: the copy leaves out the message's own headers (they could not be copied).
+   */
+  | { type: 'dead-letter'; reason: DeadLetterReason; detail?: string; trimHeaders?: boolean }
   | { type: 'none' };
 
 /** What happened to a delivery that calls for a decision. */
@@ -64,8 +70,8 @@ export type DeliveryEvent =
   /** The handler finished (or the body was refused before it); `settled`: the handler already settled the delivery. */
   | { on: 'handler-done'; outcome: Outcome; settled: boolean }
   | { on: 'manual-call'; call: ManualCall }
-  /** The copy a retry or dead-letter needs was not confirmed. */
-  | { on: 'copy-failed'; action: { type: 'retry'; delayMs: number } | { type: 'dead-letter'; reason: DeadLetterReason } }
+  /** The copy a retry or dead-letter needs was not confirmed; `permanent`: it can never be published (its headers cannot be encoded). */
+  | { on: 'copy-failed'; action: Extract<BrokerAction, { type: 'retry' | 'dead-letter' }>; permanent: boolean }
   /** stop() reached its deadline with this delivery still waiting for a handler. */
   | { on: 'stop-deadline' };
 
@@ -97,7 +103,7 @@ export function decide(event: DeliveryEvent, rule: Rule): BrokerAction {
     case 'manual-call':
       return manual(event.call, rule);
     case 'copy-failed':
-      return event.action.type === 'retry' ? REQUEUE : { type: 'reject', reason: event.action.reason };
+      return copyFailed(event.action, event.permanent, rule);
     case 'stop-deadline':
       return REQUEUE;
   }
@@ -128,8 +134,10 @@ function manual(call: ManualCall, rule: Rule): BrokerAction {
       return call.requeue ? REQUEUE : { type: 'reject', reason: undefined };
     case 'reject':
       return { type: 'reject', reason: undefined };
-    case 'dead-letter':
-      return deadLetter('handler', rule);
+    case 'dead-letter': {
+      const action = deadLetter('handler', rule);
+      return call.reason !== undefined && action.type === 'dead-letter' ? { ...action, detail: call.reason } : action;
+    }
     case 'retry': {
       const policy = rule.retry;
       if (policy !== undefined && rule.attempt >= policy.maxAttempts) return deadLetter('retries-exhausted', rule);
@@ -140,6 +148,17 @@ function manual(call: ManualCall, rule: Rule): BrokerAction {
       return { type: 'retry', delayMs };
     }
   }
+}
+
+/** A copy that failed for now (the broker is away) is given back or rejected; one that can never be published becomes a dead letter without the message's own headers, and a requeue that could never make progress is never chosen. */
+function copyFailed(action: Extract<BrokerAction, { type: 'retry' | 'dead-letter' }>, permanent: boolean, rule: Rule): BrokerAction {
+  if (action.type === 'retry') {
+    if (!permanent) return REQUEUE;
+    const dl = deadLetter('retry-failed', rule);
+    return dl.type === 'dead-letter' ? { ...dl, trimHeaders: true } : dl;
+  }
+  if (permanent && action.trimHeaders !== true) return { ...action, trimHeaders: true };
+  return { type: 'reject', reason: action.reason };
 }
 
 function deadLetter(reason: DeadLetterReason, rule: Rule): BrokerAction {

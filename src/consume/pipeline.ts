@@ -1,9 +1,8 @@
-import { attemptOf } from '../dead-letter/headers.js';
+import { attemptOf, Header } from '../dead-letter/headers.js';
 import type { Consumer, ConsumerContext, ManualContext } from '../define/consumer.js';
-import { decodeBody, validatePayload } from '../define/message.js';
+import { decodeBody, validatePayload, type DecodeLimits } from '../define/message.js';
 import type { RetryPolicy } from '../define/retry-policy.js';
 import { consumeChannel, type ConsumeTrace } from '../instrument/channels.js';
-import { messageOf } from '../support/errors.js';
 import type { Logger } from '../support/logger.js';
 import { DeliveryContext, withManualApi, type ManualDelivery } from './context.js';
 import type { Delivery } from './delivery.js';
@@ -31,13 +30,16 @@ const ARRIVAL: DeliveryEvent = Object.freeze({ on: 'arrival' });
  */
 export class Pipeline {
   readonly #d: PipelineDeps;
+  readonly #limits: DecodeLimits;
 
   constructor(deps: PipelineDeps) {
     this.#d = deps;
+    this.#limits = { maxBytes: deps.consumer.maxMessageBytes };
   }
 
   /** Runs a delivery to its broker action; returns a promise only when something on the way was asynchronous. Never throws. */
   process(delivery: Delivery): Promise<void> | undefined {
+    delivery.rule = this.#rule(delivery);
     if (!consumeChannel.hasSubscribers) return this.#process(delivery);
     const msg = delivery.msg;
     const trace: ConsumeTrace = {
@@ -48,7 +50,7 @@ export class Pipeline {
       exchange: msg.exchange,
       routingKey: msg.routingKey,
       messageId: msg.messageId,
-      attempt: attemptOf(msg.headers),
+      attempt: delivery.rule.attempt,
       redelivered: msg.redelivered,
       headers: msg.headers,
     };
@@ -60,9 +62,7 @@ export class Pipeline {
 
   #process(delivery: Delivery): Promise<void> | undefined {
     try {
-      const rule = this.#rule(delivery);
-      delivery.rule = rule;
-      const onArrival = decide(ARRIVAL, rule);
+      const onArrival = decide(ARRIVAL, delivery.rule as Rule);
       // ackMode 'none' still consumes with acks, so prefetch bounds what is buffered here and
       // stop() can give unstarted messages back; each is acked as its handler starts.
       if (onArrival.type !== 'none') void this.#d.settler.settle(delivery, onArrival);
@@ -82,7 +82,12 @@ export class Pipeline {
 
   #rule(delivery: Delivery): Rule {
     const c = this.#d.consumer;
-    return { ackMode: c.ackMode, onError: c.onError, retry: this.#d.retry, attempt: attemptOf(delivery.msg.headers), deadLetterQueue: this.#d.deadLetterQueue };
+    const headers = delivery.msg.headers;
+    const attempt = attemptOf(headers, this.#d.retry?.maxAttempts);
+    if (attempt === 1 && headers[Header.attempt] !== undefined && headers[Header.attempt] !== 1) {
+      this.#d.log.debug({ messageId: delivery.msg.messageId, header: headers[Header.attempt] }, `${Header.attempt} is not a whole number within the retry policy's attempts; counting this delivery as attempt 1`);
+    }
+    return { ackMode: c.ackMode, onError: c.onError, retry: this.#d.retry, attempt, deadLetterQueue: this.#d.deadLetterQueue };
   }
 
   #run(delivery: Delivery): Outcome | Promise<Outcome> {
@@ -90,7 +95,7 @@ export class Pipeline {
     const contract = this.#d.consumer.message;
     let payload: unknown;
     try {
-      payload = validatePayload(contract, decodeBody(contract, msg.body, msg.contentType));
+      payload = validatePayload(contract, decodeBody(contract, msg.body, msg.contentType, msg.contentEncoding, this.#limits));
     } catch (error) {
       return { kind: 'invalid', error };
     }
@@ -108,7 +113,7 @@ export class Pipeline {
   }
 
   #context(delivery: Delivery): ConsumerContext | ManualContext {
-    const base = new DeliveryContext(delivery.msg, this.#d.log);
+    const base = new DeliveryContext(delivery.msg, (delivery.rule as Rule).attempt, this.#d.log);
     if (this.#d.consumer.ackMode !== 'manual') return base;
     const manual: ManualDelivery = {
       get settled() {
@@ -122,7 +127,15 @@ export class Pipeline {
   /** Settles per the outcome, then ends the trace. */
   #finish(delivery: Delivery, outcome: Outcome): Promise<void> | undefined {
     const action = decide({ on: 'handler-done', outcome, settled: delivery.settled }, delivery.rule as Rule);
-    if (action.type === 'requeue' && outcome.kind === 'failed') {
+    if (delivery.settled && outcome.kind !== 'handled') {
+      // Nothing more is done with the message, but the error is not hidden.
+      const messageId = delivery.msg.messageId;
+      if (this.#d.consumer.ackMode === 'none') {
+        this.#d.log.warn({ messageId, err: outcome.error }, "handler failed; with ackMode 'none' the message was acked as it started, so it is not retried");
+      } else {
+        this.#d.log.warn({ messageId, err: outcome.error, settledWith: delivery.action?.type }, 'handler threw after it had settled the message; the error changes nothing (the message was already settled)');
+      }
+    } else if (action.type === 'requeue' && outcome.kind === 'failed') {
       this.#d.log.warn({ messageId: delivery.msg.messageId, err: outcome.error }, 'handler failed; message requeued');
     }
     const settling = this.#d.settler.settle(delivery, action, outcome.kind === 'handled' ? undefined : outcome.error);
@@ -154,7 +167,7 @@ export class Pipeline {
 
   /** A bug of ours must not become an unhandled rejection; the unsettled message is redelivered when the channel closes. */
   #internalError(delivery: Delivery, err: unknown): void {
-    this.#d.log.error({ messageId: delivery.msg.messageId, err: messageOf(err) }, 'internal error while settling a message');
+    this.#d.log.error({ messageId: delivery.msg.messageId, err }, 'internal error while settling a message');
   }
 }
 

@@ -1,9 +1,9 @@
 import type { Channel, Inbound } from '../amqp/transport.js';
 import { copyProperties, type CopyPublisher } from '../dead-letter/copy.js';
-import { attemptOf, bounded, Header, MAX_ERROR_MESSAGE, MAX_ISSUES_JSON } from '../dead-letter/headers.js';
+import { bounded, Header, MAX_ERROR_CODE, MAX_ERROR_MESSAGE, MAX_ISSUES_JSON } from '../dead-letter/headers.js';
 import { waitQueueName } from '../dead-letter/wait-queues.js';
 import { deadLetterChannel, retryChannel } from '../instrument/channels.js';
-import { messageOf, ValidationError, WarrenError } from '../support/errors.js';
+import { ValidationError } from '../support/errors.js';
 import type { Logger } from '../support/logger.js';
 import { count, type ConsumerCounts } from './counters.js';
 import type { Delivery } from './delivery.js';
@@ -24,7 +24,7 @@ export interface SettlerDeps {
   ensureWaitQueue: (delayMs: number) => Promise<void>;
 }
 
-type CopyAction = { type: 'retry'; delayMs: number } | { type: 'dead-letter'; reason: DeadLetterReason };
+type CopyAction = Extract<BrokerAction, { type: 'retry' | 'dead-letter' }>;
 
 /**
  * Carries out the BrokerAction the rule decided for one delivery, and counts it. Retry and
@@ -68,7 +68,7 @@ export class Settler {
           // A dead-letter without a dead-letter queue in the topology, or whose copy failed.
           if (!fallback) {
             this.#d.log[isDecision(action.reason) ? 'warn' : 'error'](
-              { messageId: delivery.msg.messageId, reason: action.reason, err: errorText(error) },
+              { messageId: delivery.msg.messageId, reason: action.reason, err: error },
               'message rejected; its queue has no dead-letter queue, so the broker discards it',
             );
           }
@@ -82,29 +82,37 @@ export class Settler {
     count(this.#d.counts, action);
   }
 
-  async #copy(delivery: Delivery, action: CopyAction, error: unknown): Promise<void> {
+  async #copy(delivery: Delivery, first: CopyAction, error: unknown): Promise<void> {
     const { msg } = delivery;
-    try {
-      if (action.type === 'retry') await this.#publishRetry(msg, action.delayMs, error);
-      else await this.#publishDeadLetterCopy(msg, action.reason, error);
-    } catch (err) {
-      const fallback = decide({ on: 'copy-failed', action }, delivery.rule as Rule);
-      this.#d.log.error(
-        { messageId: msg.messageId, err: messageOf(err), instead: fallback.type },
-        action.type === 'retry' ? 'could not schedule the retry; requeueing the message instead' : 'could not publish the dead letter; rejecting the message to the broker instead',
-      );
-      delivery.action = fallback;
-      if (this.#d.isCurrent(delivery.channel)) this.#wire(delivery, fallback, error, true);
-      return;
+    const rule = delivery.rule as Rule;
+    let action = first;
+    for (;;) {
+      try {
+        if (action.type === 'retry') await this.#publishRetry(msg, rule.attempt, action.delayMs, error);
+        else await this.#publishDeadLetterCopy(msg, rule.attempt, action, error);
+        break;
+      } catch (err) {
+        // A copy that can never be published (its headers cannot be encoded) must still end the
+        // message: the rule turns it into a dead letter with the original's headers trimmed.
+        const next = decide({ on: 'copy-failed', action, permanent: err instanceof ValidationError }, rule);
+        this.#d.log.error({ messageId: msg.messageId, err, instead: next.type === 'dead-letter' ? `dead-letter (${next.reason}, headers trimmed)` : next.type }, copyFailureText(action, next));
+        delivery.action = next;
+        if (next.type === 'dead-letter') {
+          action = next;
+          continue;
+        }
+        if (this.#d.isCurrent(delivery.channel)) this.#wire(delivery, next, error, true);
+        return;
+      }
     }
     if (action.type === 'retry') {
-      const attempt = attemptOf(msg.headers);
-      this.#d.log.warn({ messageId: msg.messageId, attempt, nextAttempt: attempt + 1, delayMs: action.delayMs, err: errorText(error) }, 'handler failed; retrying later');
+      const attempt = (delivery.rule as Rule).attempt;
+      this.#d.log.warn({ messageId: msg.messageId, attempt, nextAttempt: attempt + 1, delayMs: action.delayMs, err: error }, 'handler failed; retrying later');
       if (retryChannel.hasSubscribers) {
         retryChannel.publish({ client: this.#d.client, consumer: this.#d.consumer, queue: this.#d.queue, messageId: msg.messageId, attempt, delayMs: action.delayMs, waitQueue: waitQueueName(this.#d.queue, action.delayMs) });
       }
     } else {
-      this.#d.log[isDecision(action.reason) ? 'warn' : 'error']({ messageId: msg.messageId, reason: action.reason, err: errorText(error) }, 'message dead-lettered');
+      this.#d.log[isDecision(action.reason) ? 'warn' : 'error']({ messageId: msg.messageId, reason: action.reason, err: error }, 'message dead-lettered');
       const target = this.#d.deadLetter;
       this.#announceDeadLetter(msg, action.reason, error, target !== undefined ? { exchange: target.exchange, routingKey: target.routingKey ?? msg.routingKey } : undefined);
     }
@@ -116,24 +124,27 @@ export class Settler {
     }
   }
 
-  async #publishRetry(msg: Inbound, delayMs: number, error: unknown): Promise<void> {
+  async #publishRetry(msg: Inbound, attempt: number, delayMs: number, error: unknown): Promise<void> {
     const waitQueue = waitQueueName(this.#d.queue, delayMs);
-    const headers = { ...this.#failureHeaders(msg, error), [Header.attempt]: attemptOf(msg.headers) + 1 };
+    const headers = { ...this.#failureHeaders(msg, error, false), [Header.attempt]: attempt + 1 };
     await this.#d.ensureWaitQueue(delayMs);
     await this.#d.publisher.publishCopy('', waitQueue, msg.body, copyProperties(msg, headers, this.#fallbackId(msg)));
   }
 
-  async #publishDeadLetterCopy(msg: Inbound, reason: DeadLetterReason, error: unknown): Promise<void> {
+  async #publishDeadLetterCopy(msg: Inbound, attempt: number, action: Extract<BrokerAction, { type: 'dead-letter' }>, error: unknown): Promise<void> {
     const target = this.#d.deadLetter;
     if (target === undefined) throw new Error('the queue has no dead-letter target'); // the rule rejects instead; never reached
+    const trim = action.trimHeaders === true;
     const headers: Record<string, unknown> = {
-      ...this.#failureHeaders(msg, error),
-      [Header.reason]: reason,
-      [Header.attempts]: attemptOf(msg.headers),
+      ...this.#failureHeaders(msg, error, trim),
+      [Header.reason]: action.detail ?? action.reason,
+      [Header.attempts]: attempt,
       [Header.originQueue]: this.#d.queue,
     };
     if (error instanceof ValidationError) headers[Header.validationIssues] = bounded(JSON.stringify(error.issues), MAX_ISSUES_JSON);
-    await this.#d.publisher.publishCopy(target.exchange, target.routingKey ?? msg.routingKey, msg.body, copyProperties(msg, headers, this.#fallbackId(msg)));
+    if (trim) headers[Header.trimmedHeaders] = trimmedNames(msg.headers);
+    const properties = copyProperties(msg, headers, this.#fallbackId(msg), { keepHeaders: !trim });
+    await this.#d.publisher.publishCopy(target.exchange, target.routingKey ?? msg.routingKey, msg.body, properties);
   }
 
   #fallbackId(msg: Inbound): string {
@@ -145,9 +156,9 @@ export class Settler {
     deadLetterChannel.publish({ client: this.#d.client, consumer: this.#d.consumer, queue: this.#d.queue, messageId: msg.messageId, reason, errorCode: errorCode(error), copiedTo });
   }
 
-  /** Warren's failure headers: what went wrong, when, and where the message was first published. */
-  #failureHeaders(msg: Inbound, error: unknown): Record<string, unknown> {
-    const old = msg.headers;
+  /** Warren's failure headers: what went wrong, when, and where the message was first published (`fresh`: ignoring the message's own headers). */
+  #failureHeaders(msg: Inbound, error: unknown, fresh: boolean): Record<string, unknown> {
+    const old = fresh ? {} : msg.headers;
     const now = new Date().toISOString();
     return {
       [Header.errorCode]: errorCode(error),
@@ -161,13 +172,31 @@ export class Settler {
   }
 }
 
+function copyFailureText(action: CopyAction, next: BrokerAction): string {
+  const what = action.type === 'retry' ? 'the retry copy' : action.trimHeaders === true ? 'the dead letter, even with its headers trimmed' : 'the dead letter';
+  const instead =
+    next.type === 'dead-letter' ? 'dead-lettering it with its own headers left out instead' : next.type === 'requeue' ? 'requeueing the message instead' : 'rejecting the message to the broker instead';
+  return `could not publish ${what}; ${instead}`;
+}
+
+/** The names of the headers a trimmed dead letter leaves out (bounded: the list itself must fit). */
+function trimmedNames(headers: Readonly<Record<string, unknown>>): string {
+  return bounded(Object.keys(headers).join(', '), MAX_ERROR_MESSAGE);
+}
+
 /** A decision (invalid input, a refusal, the handler's choice) is a warning; a failure that ran out of chances is an error. */
 function isDecision(reason: DeadLetterReason): boolean {
   return reason === 'invalid' || reason === 'handler' || reason === 'non-retryable';
 }
 
+/** `x-warren-error-code`: the error's own string `code` when it has one (every WarrenError does), else its class name. */
 function errorCode(error: unknown): string {
-  return error instanceof WarrenError ? error.code : error instanceof Error ? error.name : 'UNKNOWN';
+  if (typeof error === 'object' && error !== null) {
+    const code = (error as { code?: unknown }).code;
+    if (typeof code === 'string' && code !== '') return bounded(code, MAX_ERROR_CODE);
+    if (error instanceof Error) return error.name;
+  }
+  return 'UNKNOWN';
 }
 
 function errorText(error: unknown): string {

@@ -265,7 +265,7 @@ export class Subscription implements ConsumerHandle {
     this.#acker = undefined;
     // Deliveries not yet handed to the handler are redelivered by the broker; forget them.
     this.#dispatcher.takeWaiting();
-    if (err !== undefined) this.#log.warn({ err: err.message }, 'the broker closed the consumer channel');
+    if (err !== undefined) this.#log.warn({ err }, 'the broker closed the consumer channel');
     if (this.#state.name === 'stopping' || this.#state.name === 'stopped') return;
     this.#setState({ name: 'detached', reason: 'channel closed' });
   }
@@ -313,7 +313,7 @@ export class Subscription implements ConsumerHandle {
     if (ch !== undefined && tag !== undefined) {
       // Deliveries the broker sent before it saw the cancel (a quorum queue may send a few after
       // cancel-ok) keep reaching the handler: see the quiet period below.
-      await ch.cancel(tag).catch((err: unknown) => this.#log.debug({ err: messageOf(err) }, 'cancel failed'));
+      await ch.cancel(tag).catch((err: unknown) => this.#log.debug({ err }, 'cancel failed'));
       cancelledAt = Date.now();
     }
     // Messages the broker already delivered (at most prefetch) are handled too, not handed back:

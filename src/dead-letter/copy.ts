@@ -5,11 +5,12 @@ const BROKER_DEATH_HEADERS = ['x-death', 'x-first-death-exchange', 'x-first-deat
 
 /**
  * The publish properties for a copy of `msg` that warren publishes itself (a retry, a dead
- * letter, a replay): the original's properties, its headers without the broker's death
- * headers and with `headers` applied (undefined removes one), persistent and mandatory.
+ * letter, a replay): the original's properties, its headers (unless `keepHeaders` is false)
+ * without the broker's death headers and with `headers` applied (undefined removes one),
+ * persistent and mandatory.
  */
-export function copyProperties(msg: Inbound, headers: Record<string, unknown>, fallbackId: string): PublishProperties {
-  const merged: Record<string, unknown> = { ...msg.headers };
+export function copyProperties(msg: Inbound, headers: Record<string, unknown>, fallbackId: string, options: { keepHeaders: boolean } = { keepHeaders: true }): PublishProperties {
+  const merged: Record<string, unknown> = options.keepHeaders ? { ...msg.headers } : {};
   for (const h of BROKER_DEATH_HEADERS) delete merged[h];
   for (const [k, v] of Object.entries(headers)) {
     if (v === undefined) delete merged[k];

@@ -1,3 +1,5 @@
+import { MAX_ATTEMPTS } from '../define/retry-policy.js';
+
 /** Headers warren sets on retried and dead-lettered copies. */
 export const Header = {
   /** The attempt this delivery is (1 for the first). */
@@ -19,17 +21,25 @@ export const Header = {
   originQueue: 'x-warren-origin-queue',
   /** How many times a dead letter was replayed. */
   replays: 'x-warren-replays',
+  /** On a dead letter whose own headers were too large to copy: the names of the headers left out. */
+  trimmedHeaders: 'x-warren-trimmed-headers',
 } as const;
 
 /** Longest error message stored in a header: far below frame_max, and still readable. */
 export const MAX_ERROR_MESSAGE = 1024;
 export const MAX_ISSUES_JSON = 4096;
+export const MAX_ERROR_CODE = 128;
+/** Longest reason text a handler may give `ctx.deadLetter()` that is kept in `x-warren-reason`. */
+export const MAX_REASON = 255;
 
-/** The attempt a delivery is, from warren's header (1 when absent or malformed). */
-export function attemptOf(headers: Readonly<Record<string, unknown>> | undefined): number {
+/**
+ * The attempt a delivery is, from warren's header: trusted only as a whole number within
+ * [1, maxAttempts] (a header anyone could have set must not skip the retries); 1 otherwise.
+ */
+export function attemptOf(headers: Readonly<Record<string, unknown>> | undefined, maxAttempts = MAX_ATTEMPTS): number {
   const v = headers?.[Header.attempt];
   const n = typeof v === 'number' ? v : typeof v === 'string' ? Number(v) : NaN;
-  return Number.isInteger(n) && n >= 1 ? n : 1;
+  return Number.isInteger(n) && n >= 1 && n <= maxAttempts ? n : 1;
 }
 
 /** Cuts a string to `max` characters, saying so. */

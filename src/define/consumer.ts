@@ -73,6 +73,8 @@ export interface ConsumerDefinition<M extends MessageContract, A extends AckMode
   retry?: RetryPolicyInput;
   /** How long `stop()` waits for running handlers before closing the channel (their messages are then redelivered). Default 30 000 ms. */
   stopTimeoutMs?: number;
+  /** Largest body accepted, in bytes, checked before decoding (and the most a gzip / deflate body may expand to); a larger one is dead-lettered (`invalid`, MESSAGE_TOO_LARGE). Default 16 MiB. */
+  maxMessageBytes?: number;
   /** Resolve to ack (auto mode); throw to dead-letter or requeue (onError). */
   handle: (payload: Payload<M>, context: ContextFor<A>) => Promise<void> | void;
 }
@@ -88,6 +90,7 @@ export interface Consumer<M extends MessageContract = MessageContract, A extends
   readonly onError: OnError;
   readonly retry: RetryPolicy | undefined;
   readonly stopTimeoutMs: number;
+  readonly maxMessageBytes: number;
   readonly handle: (payload: Payload<M>, context: ContextFor<A>) => Promise<void> | void;
 }
 
@@ -99,6 +102,7 @@ const consumerSchema = z.strictObject({
   ackMode: z.enum(['auto', 'manual', 'none']).default('auto'),
   onError: z.enum(['dead-letter', 'requeue']).default('dead-letter'),
   stopTimeoutMs: z.number().int().nonnegative().default(30_000),
+  maxMessageBytes: z.number().int().min(1).default(16 * 1024 * 1024),
   retry: retryPolicySchema.optional(),
   handle: z.custom<(...args: never[]) => unknown>((v) => typeof v === 'function', 'must be a function'),
   message: z.custom<MessageContract>((v) => typeof v === 'object' && v !== null && 'schema' in v, 'must be a contract from defineMessage()'),
@@ -145,6 +149,7 @@ export function defineConsumer<M extends MessageContract, const A extends AckMod
     onError: parsed.onError,
     retry: parsed.retry,
     stopTimeoutMs: parsed.stopTimeoutMs,
+    maxMessageBytes: parsed.maxMessageBytes,
     handle: definition.handle,
   });
 }

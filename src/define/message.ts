@@ -1,6 +1,8 @@
 import { z } from 'zod';
 import { parseConfig } from './config.js';
-import { DecodeError, messageOf, ValidationError, type ValidationIssue } from '../support/errors.js';
+import { isUtf8, kMaxLength } from 'node:buffer';
+import { gunzipSync, inflateSync } from 'node:zlib';
+import { DecodeError, MessageTooLargeError, messageOf, ValidationError, type ValidationIssue } from '../support/errors.js';
 
 export const JSON_CONTENT_TYPE = 'application/json';
 
@@ -91,20 +93,53 @@ export function encodeJson(contract: MessageContract, payload: unknown): string 
   return json;
 }
 
+/** What a received body may be: its size before and after decompression, at most. */
+export interface DecodeLimits {
+  maxBytes: number;
+}
+
 /**
- * Decodes a received body. Accepts content type application/json (with parameters) or none;
- * anything else, or a body that is not JSON, throws DecodeError.
+ * Decodes a received body. Accepts content type application/json (with parameters) or none,
+ * and content-encoding gzip, deflate or identity (or none), decompressed to at most
+ * `maxBytes`. Throws MessageTooLargeError for a body over `maxBytes` (before anything is
+ * decoded), and DecodeError for another content type or encoding, or a body that is not
+ * strictly valid UTF-8 JSON (invalid bytes are never replaced with U+FFFD).
  */
-export function decodeBody(contract: MessageContract, content: Buffer, contentType: string | undefined): unknown {
+export function decodeBody(contract: MessageContract, content: Buffer, contentType: string | undefined, contentEncoding?: string, limits?: DecodeLimits): unknown {
+  const maxBytes = limits?.maxBytes ?? Infinity;
+  if (content.length > maxBytes) throw new MessageTooLargeError(contract.name, content.length, maxBytes, { what: `${content.length} bytes` });
   if (contentType !== undefined && contentType !== '') {
     const base = contentType.split(';', 1)[0]?.trim().toLowerCase();
     if (base !== JSON_CONTENT_TYPE) {
       throw new DecodeError(`Message for '${contract.name}' has content type '${contentType}', expected '${JSON_CONTENT_TYPE}'.`);
     }
   }
+  const bytes = contentEncoding === undefined || contentEncoding === '' ? content : decompress(contract, content, contentEncoding, maxBytes);
+  if (!isUtf8(bytes)) {
+    throw new DecodeError(`Message for '${contract.name}' is not valid UTF-8 (${bytes.length} bytes); JSON must be UTF-8.`);
+  }
   try {
-    return JSON.parse(content.toString('utf8')) as unknown;
+    return JSON.parse(bytes.toString('utf8')) as unknown;
   } catch (err) {
-    throw new DecodeError(`Message for '${contract.name}' is not valid JSON (${content.length} bytes).`, { cause: err });
+    throw new DecodeError(`Message for '${contract.name}' is not valid JSON (${bytes.length} bytes).`, { cause: err });
+  }
+}
+
+function decompress(contract: MessageContract, content: Buffer, encoding: string, maxBytes: number): Buffer {
+  const e = encoding.trim().toLowerCase();
+  if (e === 'identity') return content;
+  if (e !== 'gzip' && e !== 'x-gzip' && e !== 'deflate') {
+    throw new DecodeError(
+      `Message for '${contract.name}' has content-encoding '${encoding}', which warren does not decode (it decodes gzip and deflate).`,
+      { code: 'UNSUPPORTED_CONTENT_ENCODING' },
+    );
+  }
+  // Bounded: a small compressed body must not expand into more memory than the limit allows.
+  const options = { maxOutputLength: Number.isFinite(maxBytes) ? Math.max(1, maxBytes) : kMaxLength };
+  try {
+    return e === 'deflate' ? inflateSync(content, options) : gunzipSync(content, options);
+  } catch (err) {
+    if (err instanceof RangeError) throw new MessageTooLargeError(contract.name, content.length, maxBytes, { what: `over ${maxBytes} bytes once decompressed (${content.length} compressed)` });
+    throw new DecodeError(`Message for '${contract.name}' says content-encoding '${encoding}' but could not be decompressed (${messageOf(err)}).`, { cause: err });
   }
 }

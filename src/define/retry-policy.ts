@@ -1,6 +1,9 @@
 import { z } from 'zod';
 import { durationMs } from './config.js';
 
+/** The most attempts a retry policy may allow (and the highest `x-warren-attempt` trusted without one). */
+export const MAX_ATTEMPTS = 1000;
+
 /**
  * A consumer's retry policy: how many attempts, and how long to wait before each retry. The
  * waiting itself is done by the broker (see dead-letter/wait-queues.ts).
@@ -8,7 +11,7 @@ import { durationMs } from './config.js';
 export const retryPolicySchema = z
   .strictObject({
     /** Deliveries in all, the first included. 1 = no retry. */
-    maxAttempts: z.number().int().min(1).max(1000),
+    maxAttempts: z.number().int().min(1).max(MAX_ATTEMPTS),
     /** Wait before retry 1, 2, …; the last one repeats. */
     delays: z.array(durationMs).min(1).optional(),
     /** Or: delay n = min(maxDelay, initialDelay × factor^(n-1)). */

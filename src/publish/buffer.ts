@@ -30,6 +30,12 @@ export interface Pending {
   wasSent: boolean;
   /** The caller has its answer (confirm, error, timeout); late broker news is ignored. */
   settled: boolean;
+  /**
+   * It was in flight when the broker closed the channel or connection with an error (a 406, a
+   * 541, …): it may be what the broker refused, so it is sent again alone, and failed if the
+   * broker closes again while it is.
+   */
+  suspect: boolean;
 }
 
 /**
@@ -89,6 +95,15 @@ export class PublishBuffer {
   /** Queues a publish until the buffer has room for it (see admit()). */
   waitForRoom(p: Pending): void {
     this.#roomWaiters.push(p);
+  }
+
+  /** The oldest waiting message, left in place; undefined when none is left. */
+  peek(): Pending | undefined {
+    for (let i = this.#head; i < this.#items.length; i += 1) {
+      const p = this.#items[i];
+      if (p !== undefined && !p.settled) return p;
+    }
+    return undefined;
   }
 
   /** Takes the oldest waiting message out to be sent, or undefined when none is left. */

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { ConnectionManager } from '../amqp/connection.js';
 import { LiveChannel } from '../amqp/live-channel.js';
+import { encodedTableSize, headerProblems, MAX_HEADERS_BYTES } from '../amqp/field-table.js';
 import { amqpCode, brokerText, refusedExchange } from '../amqp/reply-codes.js';
 import type { ConfirmChannel, ConfirmResult, PublishProperties, Returned } from '../amqp/transport.js';
 import type { CopyPublisher } from '../dead-letter/copy.js';
@@ -14,6 +15,7 @@ import {
   PublishNackedError,
   PublishTimeoutError,
   UnroutableError,
+  ValidationError,
 } from '../support/errors.js';
 import type { Logger } from '../support/logger.js';
 import { PublishBuffer, type Pending } from './buffer.js';
@@ -63,6 +65,10 @@ export class Publisher implements CopyPublisher {
   #writable = true;
   /** Messages whose confirm was lost with the channel: put back in order when its 'close' comes. */
   #lostOnClose: Pending[] = [];
+  /** Those of the last channel close, until the link says whether the broker closed it with an error. */
+  #lastLost: Pending[] = [];
+  /** A suspect sent alone (see Pending.suspect); nothing else is sent until it settles. */
+  #solo: Pending | undefined;
   #sweepTimer: NodeJS.Timeout | undefined;
   /** close() was called: no new publishes; accepted ones still go out. */
   #closing = false;
@@ -80,6 +86,7 @@ export class Publisher implements CopyPublisher {
     this.#live.on('open', (ch) => this.#adopt(ch));
     this.#live.on('close', (ch, err) => this.#onChannelClose(ch, err));
     conn.on('unblocked', () => this.#pump());
+    conn.on('lost', (err) => this.#judge(err));
     void this.#live.start('keep-trying');
   }
 
@@ -145,13 +152,18 @@ export class Publisher implements CopyPublisher {
     if (this.#closing) throw new ClosedError(`Cannot publish message ${messageId} ('${contract.name}'): warren is closing.`);
     checkOptions(options);
     validatePayload(contract, payload);
+    if (options.headers !== undefined) checkHeaders(contract.name, options.headers);
     const json = encodeJson(contract, payload);
     // Kept as text until sent: holding each unconfirmed body as a Buffer pins Node's shared 8 KiB
     // buffer pool slabs, which costs far more garbage collection than the string does.
     const bytes = Buffer.byteLength(json, 'utf8');
     if (bytes > this.#settings.maxMessageBytes) throw new MessageTooLargeError(contract.name, bytes, this.#settings.maxMessageBytes);
     // A tracer may have added headers on start: they are what is sent.
-    const headers = trace !== undefined ? trace.headers : options.headers;
+    let headers = options.headers;
+    if (trace !== undefined) {
+      headers = trace.headers;
+      checkHeaders(contract.name, headers);
+    }
     const properties = propertiesFor(contract, options, messageId, this.#settings.appId, headers);
     const timeoutMs = options.timeoutMs ?? this.#settings.timeoutMs;
     return this.#enqueue(contract.exchange, routingKey, json, bytes, properties, timeoutMs, 'publish', trace, startedAt);
@@ -164,6 +176,7 @@ export class Publisher implements CopyPublisher {
    */
   publishCopy(exchange: string, routingKey: string, body: Buffer, properties: PublishProperties): Promise<PublishReceipt> {
     try {
+      if (properties.headers !== undefined) checkHeaders(properties.type ?? 'a copy', properties.headers);
       return this.#enqueue(exchange, routingKey, body, body.length, properties, this.#settings.timeoutMs, 'copy', undefined, 0);
     } catch (err) {
       return Promise.reject(asError(err));
@@ -203,6 +216,7 @@ export class Publisher implements CopyPublisher {
         sent: false,
         wasSent: false,
         settled: false,
+        suspect: false,
       };
       this.#armSweep();
       if (full !== undefined) {
@@ -219,7 +233,12 @@ export class Publisher implements CopyPublisher {
   #pump(): void {
     const ch = this.#channel;
     if (ch === undefined || !this.#writable || this.#conn.state !== 'open') return;
-    while (this.#inFlight.size < this.#settings.maxInFlight) {
+    while (this.#inFlight.size < this.#settings.maxInFlight && this.#solo === undefined) {
+      if (this.#buffer.peek()?.suspect === true) {
+        // A suspect goes out alone: if the broker closes on it again, it is the one at fault.
+        if (this.#inFlight.size > 0) break;
+        this.#solo = this.#buffer.peek();
+      }
       const p = this.#buffer.shift();
       if (p === undefined) break;
       if (!this.#send(ch, p)) break;
@@ -245,9 +264,8 @@ export class Publisher implements CopyPublisher {
       this.#inFlight.delete(p);
       p.sent = false;
       if (err instanceof RangeError || err instanceof TypeError) {
-        // The transport refuses e.g. a headers table over its encoding buffer, or a header value it
-        // cannot encode (a BigInt, a function): this message can never be sent.
-        this.#settle(p, new PublishError(p, `it cannot be encoded (${err.message}); make its headers smaller`, undefined, { cause: err }));
+        // The encoder refused something checkHeaders() let through: this message can never be sent.
+        this.#settle(p, new ValidationError(p.options.type ?? 'a copy', [{ path: ['headers'], message: `cannot be encoded (${err.message})`, code: 'custom' }], { cause: err }));
         return true;
       }
       // The channel closed under us; its 'close' handler will reopen it. Keep the message first in line.
@@ -287,6 +305,7 @@ export class Publisher implements CopyPublisher {
   #settle(p: Pending, err: Error | undefined): void {
     if (p.settled) return;
     p.settled = true;
+    if (p === this.#solo) this.#solo = undefined;
     if (p.kind === 'publish') this.#counts[counterOf(err)] += 1;
     if (p.trace !== undefined) endTrace(p.trace, p.startedAt, err);
     if (err === undefined) p.resolve({ messageId: p.messageId });
@@ -296,6 +315,8 @@ export class Publisher implements CopyPublisher {
   #adopt(ch: ConfirmChannel): void {
     this.#channel = ch;
     this.#writable = true;
+    // A suspect that was alone on the last channel and not found at fault is tried alone again.
+    this.#solo = undefined;
     ch.on('drain', () => {
       if (this.#channel !== ch) return;
       this.#writable = true;
@@ -310,11 +331,39 @@ export class Publisher implements CopyPublisher {
   #onChannelClose(ch: ConfirmChannel, err: Error | undefined): void {
     if (this.#channel !== ch) return;
     this.#channel = undefined;
-    if (err !== undefined) this.#log.warn({ err: err.message }, 'the broker closed the publish channel');
+    if (err !== undefined) this.#log.warn({ err }, 'the broker closed the publish channel');
     const lost = this.#lostOnClose.splice(0);
     if (lost.length > 0) this.#log.info({ count: lost.length }, 'publish channel closed with unconfirmed messages; re-publishing them');
     this.#buffer.pushFront(lost);
+    // A connection-level error comes on the link's 'lost' right after this (same turn).
+    this.#lastLost = lost;
+    if (err !== undefined) this.#judge(err);
     this.#checkIdle();
+  }
+
+  /**
+   * The broker closed the channel or the connection. If it did so with an error that a message
+   * can cause (a code ≥ 400, not 320 CONNECTION_FORCED, not the network), what was in flight is
+   * suspect; a suspect that was alone in flight is the cause, and fails instead of closing the
+   * connection again on every reconnect.
+   */
+  #judge(err: Error): void {
+    const code = amqpCode(err);
+    const lost = this.#lastLost;
+    this.#lastLost = [];
+    // A refused exchange names its culprits, and they have failed already (#onLostConfirm).
+    if (code === undefined || code < 400 || refusedExchange(err) !== undefined) return;
+    const solo = this.#solo;
+    this.#solo = undefined;
+    for (const p of lost) {
+      if (p.settled) continue;
+      if (p === solo) {
+        this.#log.error({ messageId: p.messageId, err }, 'the broker closed the connection again while only this message was in flight; failing it instead of re-sending it');
+        this.#settle(p, new PublishError(p, `the broker closed the ${code >= 500 ? 'connection' : 'channel'} each time it was sent (${brokerText(err)}); it was not sent again`, code, { cause: err }));
+      } else {
+        p.suspect = true;
+      }
+    }
   }
 
   #onReturn(msg: Returned): void {
@@ -396,6 +445,17 @@ export class Publisher implements CopyPublisher {
     this.#channel = undefined;
     await this.#live.close();
   }
+}
+
+/** Refuses headers the encoder or the broker would refuse (the latter by closing the connection for everything in flight). */
+function checkHeaders(messageName: string, headers: Readonly<Record<string, unknown>>): void {
+  const problems = headerProblems(headers);
+  if (problems.length === 0) {
+    const size = encodedTableSize(headers);
+    if (size <= MAX_HEADERS_BYTES) return;
+    problems.push({ path: ['headers'], message: `${size} bytes once encoded, over the ${MAX_HEADERS_BYTES}-byte limit of an AMQP headers table; send large data in the body` });
+  }
+  throw new ValidationError(messageName, problems.map((p) => ({ path: p.path, message: p.message, code: 'custom' })));
 }
 
 function asError(err: unknown): Error {

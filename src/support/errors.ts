@@ -19,6 +19,7 @@ export type WarrenErrorCode =
   | 'PUBLISH_FAILED'
   | 'CONSUME_FAILED'
   | 'DECODE_FAILED'
+  | 'UNSUPPORTED_CONTENT_ENCODING'
   | 'NON_RETRYABLE';
 
 export interface WarrenErrorOptions {
@@ -62,7 +63,13 @@ export class ValidationError extends WarrenError {
       .slice(0, 5)
       .map((i) => `${i.path.length > 0 ? i.path.map(String).join('.') : '(root)'}: ${i.message}`)
       .join('; ');
-    super('VALIDATION_FAILED', `Payload for message '${messageName}' does not match its schema: ${summary}`, options);
+    // Issues under `headers` are about what was to be sent with the payload, not the payload.
+    const headers = issues.length > 0 && issues.every((i) => i.path[0] === 'headers');
+    super(
+      'VALIDATION_FAILED',
+      headers ? `Headers for message '${messageName}' cannot be sent: ${summary}` : `Payload for message '${messageName}' does not match its schema: ${summary}`,
+      options,
+    );
     this.messageName = messageName;
     this.issues = issues;
   }
@@ -73,21 +80,29 @@ export class MessageTooLargeError extends WarrenError {
   readonly bytes: number;
   readonly limit: number;
 
-  constructor(messageName: string, bytes: number, limit: number) {
+  /** `received`: a delivered message over the consumer's limit (it was dead-lettered), rather than a publish refused; `what` says how big. */
+  constructor(messageName: string, bytes: number, limit: number, received?: { what: string }) {
     super(
       'MESSAGE_TOO_LARGE',
-      `Message '${messageName}' is ${bytes} bytes, over the ${limit}-byte limit (maxMessageBytes). ` +
-        'Send a reference to the data (e.g. an object-store key) instead, or raise maxMessageBytes.',
+      received !== undefined
+        ? `A message for '${messageName}' is ${received.what}, over the consumer's ${limit}-byte limit (maxMessageBytes); ` +
+            'it was not decoded. Raise the consumer\'s maxMessageBytes if such messages are expected.'
+        : `Message '${messageName}' is ${bytes} bytes, over the ${limit}-byte limit (maxMessageBytes). ` +
+            'Send a reference to the data (e.g. an object-store key) instead, or raise maxMessageBytes.',
     );
     this.bytes = bytes;
     this.limit = limit;
   }
 }
 
-/** A received body could not be decoded (not JSON, wrong content type). */
+/**
+ * A received body could not be decoded: not JSON, not UTF-8, a content type other than JSON
+ * (`DECODE_FAILED`), or compressed with a `content-encoding` warren does not decode
+ * (`UNSUPPORTED_CONTENT_ENCODING`).
+ */
 export class DecodeError extends WarrenError {
-  constructor(message: string, options: WarrenErrorOptions = {}) {
-    super('DECODE_FAILED', message, options);
+  constructor(message: string, options: WarrenErrorOptions & { code?: 'DECODE_FAILED' | 'UNSUPPORTED_CONTENT_ENCODING' } = {}) {
+    super(options.code ?? 'DECODE_FAILED', message, options);
   }
 }
 

@@ -153,7 +153,7 @@ describe('retry with delay, dead letters', () => {
     await warren.publish(s.message, { id: 'm', n: 0 });
     await waitFor(async () => (await queueCounts(s.dlq)).messages === 1, 'the dead letter');
     expect(seen).toEqual([1, 2]);
-    expect((await warren.peekDeadLetters(s.queue))[0]).toMatchObject({ reason: 'handler', errorMessage: 'gave up after a look', attempts: 2 });
+    expect((await warren.peekDeadLetters(s.queue))[0]).toMatchObject({ reason: 'gave up after a look', errorCode: 'DEAD_LETTERED_BY_HANDLER', errorMessage: 'gave up after a look', attempts: 2 });
   });
 
   it('peek lists without removing; replay moves dead letters back (filter, limit) and they are consumed', async () => {

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { decodeBody, defineMessage, encodeJson, validatePayload } from '../../src/define/message.js';
-import { ConfigError, DecodeError, ValidationError } from '../../src/support/errors.js';
+import { deflateSync, gzipSync } from 'node:zlib';
+import { ConfigError, DecodeError, MessageTooLargeError, ValidationError } from '../../src/support/errors.js';
 
 const Order = defineMessage({
   name: 'order.placed',
@@ -101,11 +102,50 @@ describe('encodeJson / decodeBody', () => {
     expect(decodeBody(Order, Buffer.from('{"orderId":"o-1"}'), contentType)).toEqual({ orderId: 'o-1' });
   });
 
-  it.each([['{not json'], ['{"orderId":"o-1"'], [''], ['\u00ff\u00fe']])('refuses body %o with DecodeError (DECODE_FAILED)', (text) => {
+  it.each([['{not json'], ['{"orderId":"o-1"'], ['']])('refuses body %o with DecodeError (DECODE_FAILED)', (text) => {
     const err = thrown(() => decodeBody(Order, Buffer.from(text, 'latin1'), 'application/json'));
     expect(err).toBeInstanceOf(DecodeError);
     expect((err as DecodeError).code).toBe('DECODE_FAILED');
     expect((err as DecodeError).cause).toBeInstanceOf(SyntaxError);
+  });
+
+  it('refuses invalid UTF-8 inside JSON instead of handing the handler U+FFFD', () => {
+    // A valid JSON string whose bytes include a lone 0xFF: a lenient decoder turns it into '\ufffd'.
+    const body = Buffer.concat([Buffer.from('{"orderId":"o-'), Buffer.from([0xff]), Buffer.from('1"}')]);
+    expect(body.toString('utf8')).toContain('\ufffd');
+    const err = thrown(() => decodeBody(Order, body, 'application/json'));
+    expect(err).toBeInstanceOf(DecodeError);
+    expect((err as DecodeError).code).toBe('DECODE_FAILED');
+    expect((err as DecodeError).message).toMatch(/not valid UTF-8/);
+  });
+
+  it('refuses a body over maxBytes with MessageTooLargeError before decoding it', () => {
+    const body = Buffer.from(JSON.stringify({ orderId: 'x'.repeat(2000) }));
+    const err = thrown(() => decodeBody(Order, body, 'application/json', undefined, { maxBytes: 1000 }));
+    expect(err).toBeInstanceOf(MessageTooLargeError);
+    expect((err as MessageTooLargeError).code).toBe('MESSAGE_TOO_LARGE');
+    expect(decodeBody(Order, body, 'application/json', undefined, { maxBytes: body.length })).toEqual({ orderId: 'x'.repeat(2000) });
+  });
+
+  it('decodes gzip and deflate bodies, bounded by maxBytes once decompressed', () => {
+    const payload = { orderId: 'o-1', note: 'n'.repeat(5000) };
+    const json = Buffer.from(JSON.stringify(payload));
+    expect(decodeBody(Order, gzipSync(json), 'application/json', 'gzip', { maxBytes: 10_000 })).toEqual(payload);
+    expect(decodeBody(Order, deflateSync(json), 'application/json', 'deflate', { maxBytes: 10_000 })).toEqual(payload);
+    expect(decodeBody(Order, json, 'application/json', 'identity', { maxBytes: 10_000 })).toEqual(payload);
+    // 5 KB of JSON compresses to ~60 bytes: the limit applies to what it expands to.
+    const bomb = thrown(() => decodeBody(Order, gzipSync(json), 'application/json', 'gzip', { maxBytes: 1000 }));
+    expect((bomb as MessageTooLargeError).code).toBe('MESSAGE_TOO_LARGE');
+    expect((bomb as Error).message).toMatch(/once decompressed/);
+    const broken = thrown(() => decodeBody(Order, json, 'application/json', 'gzip'));
+    expect((broken as DecodeError).code).toBe('DECODE_FAILED');
+  });
+
+  it('refuses a content-encoding it does not decode, naming it (UNSUPPORTED_CONTENT_ENCODING)', () => {
+    const err = thrown(() => decodeBody(Order, Buffer.from('{}'), 'application/json', 'br'));
+    expect(err).toBeInstanceOf(DecodeError);
+    expect((err as DecodeError).code).toBe('UNSUPPORTED_CONTENT_ENCODING');
+    expect((err as DecodeError).message).toContain("'br'");
   });
 
   it.each([['text/plain'], ['application/xml'], ['application/octet-stream'], ['application/jsonp']])(

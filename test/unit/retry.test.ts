@@ -41,6 +41,12 @@ describe('retry policy', () => {
     expect(attemptOf({ 'x-warren-attempt': 3 })).toBe(3);
     expect(attemptOf({ 'x-warren-attempt': 'junk' })).toBe(1);
     expect(attemptOf({ 'x-warren-attempt': 0 })).toBe(1);
+    // Trusted only within the policy's attempts: a spoofed huge count does not skip the retries.
+    expect(attemptOf({ 'x-warren-attempt': 1e308 }, 5)).toBe(1);
+    expect(attemptOf({ 'x-warren-attempt': 6 }, 5)).toBe(1);
+    expect(attemptOf({ 'x-warren-attempt': 5 }, 5)).toBe(5);
+    expect(attemptOf({ 'x-warren-attempt': 1e308 })).toBe(1);
+    expect(attemptOf({ 'x-warren-attempt': 2.5 }, 5)).toBe(1);
   });
 
   it('bounds header text', () => {
