@@ -249,7 +249,7 @@ export class Warren extends TypedEmitter<WarrenEvents> {
     const consumers = [...this.#consumers].map((c) => c.health());
     const usable = (m: ConnectionManager | undefined): boolean => m === undefined || m.state === 'open' || m.state === 'blocked';
     return {
-      ok: usable(this.#publishConn) && usable(this.#consumeConn) && consumers.every((c) => c.attached),
+      ok: usable(this.#publishConn) && usable(this.#consumeConn) && consumers.every((c) => c.attached && !c.stalled),
       blocked: this.#publishConn.state === 'blocked' || this.#consumeConn?.state === 'blocked',
       connections: { publish: conn(this.#publishConn), consume: this.#consumeConn !== undefined ? conn(this.#consumeConn) : undefined },
       consumers,

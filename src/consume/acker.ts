@@ -6,6 +6,10 @@ export interface AckSlot {
   readonly msg: Inbound;
   /** open: not settled yet · ack: ack requested, not sent · done: acked or nacked on the wire. */
   state: 'open' | 'ack' | 'done';
+  /** When it arrived (ms since the epoch). */
+  readonly at: number;
+  /** A warning was logged for it being unsettled too long. */
+  warned: boolean;
 }
 
 /**
@@ -22,28 +26,48 @@ export class Acker {
   #slots: AckSlot[] = [];
   #head = 0;
   #scheduled: NodeJS.Immediate | undefined;
+  /** Slots still open: delivered, and neither acked nor nacked. */
+  #open = 0;
 
   constructor(channel: Channel, log: Logger) {
     this.#channel = channel;
     this.#log = log;
   }
 
-  /** Records a delivery, in arrival order. */
-  track(msg: Inbound): AckSlot {
-    const slot: AckSlot = { msg, state: 'open' };
+  /** Records a delivery, in arrival order; `at`: when it arrived. */
+  track(msg: Inbound, at: number): AckSlot {
+    const slot: AckSlot = { msg, state: 'open', at, warned: false };
     this.#slots.push(slot);
+    this.#open += 1;
     return slot;
+  }
+
+  /** Deliveries neither acked nor nacked yet. */
+  get unsettled(): number {
+    return this.#open;
+  }
+
+  /** The unsettled deliveries that arrived at or before `before`, oldest first. */
+  *unsettledSince(before: number): Generator<AckSlot> {
+    for (let i = this.#head; i < this.#slots.length; i += 1) {
+      const s = this.#slots[i];
+      if (s === undefined || s.state !== 'open') continue;
+      if (s.at > before) return; // in arrival order: the rest are younger
+      yield s;
+    }
   }
 
   ack(slot: AckSlot): void {
     if (slot.state !== 'open') return;
     slot.state = 'ack';
+    this.#open -= 1;
     this.#scheduled ??= setImmediate(() => this.flush());
   }
 
   nack(slot: AckSlot, requeue: boolean): void {
     if (slot.state !== 'open') return;
     slot.state = 'done';
+    this.#open -= 1;
     this.#send(slot, () => this.#channel.nack(slot.msg.deliveryTag, false, requeue));
     // It may have been the one holding back a run of acks.
     this.#scheduled ??= setImmediate(() => this.flush());

@@ -20,10 +20,10 @@ export class Delivery {
   trace: ConsumeTrace | undefined = undefined;
   startedAt = 0;
 
-  constructor(msg: Inbound, channel: Channel, acker: Acker) {
+  constructor(msg: Inbound, channel: Channel, acker: Acker, at: number) {
     this.msg = msg;
     this.channel = channel;
     this.acker = acker;
-    this.slot = acker.track(msg);
+    this.slot = acker.track(msg, at);
   }
 }

@@ -28,6 +28,12 @@ export interface ConsumerHealth extends ConsumerCounts {
   consumerTag: string | undefined;
   /** Handlers running now. */
   inFlight: number;
+  /** Deliveries on the current channel neither acked nor nacked yet (running, waiting, or left unsettled by a manual handler). */
+  unsettled: number;
+  /** How long the oldest of them has been unsettled, in ms (undefined when none is). */
+  oldestUnsettledMs: number | undefined;
+  /** Its whole prefetch has been unsettled for longer than `stalledAfter`: it takes no new messages (health().ok is false). */
+  stalled: boolean;
   /** Why it is not attached, if it is not. */
   reason: string | undefined;
 }
@@ -105,6 +111,7 @@ export class Subscription implements ConsumerHandle {
   /** When the last delivery arrived (stop() waits for a quiet moment before closing). */
   #lastDeliveryAt = 0;
   #stopPromise: Promise<void> | undefined;
+  #watcher: NodeJS.Timeout | undefined;
 
   constructor(def: Consumer, deps: SubscriptionDeps) {
     this.#def = def;
@@ -158,9 +165,42 @@ export class Subscription implements ConsumerHandle {
       since: this.#since,
       consumerTag: this.#consumerTag,
       inFlight: this.#dispatcher.running,
+      ...this.#unsettled(),
       reason: this.#announcedAttached ? undefined : this.#reason,
       ...copyCounts(this.#counts),
     };
+  }
+
+  #unsettled(): Pick<ConsumerHealth, 'unsettled' | 'oldestUnsettledMs' | 'stalled'> {
+    const acker = this.#acker;
+    if (acker === undefined || acker.unsettled === 0) return { unsettled: 0, oldestUnsettledMs: undefined, stalled: false };
+    const now = Date.now();
+    let oldest: number | undefined;
+    for (const slot of acker.unsettledSince(now)) {
+      oldest = slot.at;
+      break;
+    }
+    let overdue = 0;
+    for (const _ of acker.unsettledSince(now - this.#def.stalledAfterMs)) if (++overdue >= this.#def.prefetch) break;
+    return { unsettled: acker.unsettled, oldestUnsettledMs: oldest !== undefined ? now - oldest : undefined, stalled: overdue >= this.#def.prefetch };
+  }
+
+  /** Warns once about each delivery unsettled for longer than stalledAfter: a stuck consumer is never silent. */
+  #watch(): void {
+    const acker = this.#acker;
+    if (acker === undefined) return;
+    const now = Date.now();
+    for (const slot of acker.unsettledSince(now - this.#def.stalledAfterMs)) {
+      if (slot.warned) continue;
+      slot.warned = true;
+      const unsettledForMs = now - slot.at;
+      this.#log.warn(
+        { messageId: slot.msg.messageId, unsettledForMs, ackMode: this.#def.ackMode, unsettled: acker.unsettled, prefetch: this.#def.prefetch },
+        this.#def.ackMode === 'manual'
+          ? 'a message is still unsettled: its handler called none of ack, nack, reject, retry, deadLetter; it holds a prefetch slot until it does (or the channel closes)'
+          : 'a handler has been running this long; its message holds a prefetch slot until it finishes',
+      );
+    }
   }
 
   /** The first attach: waits for the connection, and fails if the queue cannot be consumed. */
@@ -170,9 +210,13 @@ export class Subscription implements ConsumerHandle {
         'queue has no dead-letter exchange in the topology: messages that fail validation (or throw, with onError dead-letter) will be discarded by the broker. Set deadLetter: true on the queue to keep them.',
       );
     }
+    const every = Math.max(50, Math.min(this.#def.stalledAfterMs / 2, 5000));
+    this.#watcher = setInterval(() => this.#watch(), every);
+    this.#watcher.unref();
     try {
       await this.#live.start('fail-fast');
     } catch (err) {
+      clearInterval(this.#watcher);
       // The caller is told it failed: nothing may go on trying (and consuming) behind its back.
       this.#setState({ name: 'stopped' });
       this.#channel = undefined;
@@ -285,8 +329,9 @@ export class Subscription implements ConsumerHandle {
       this.#log.debug({ messageId: msg.messageId, deliveryTag: msg.deliveryTag }, 'delivery after stop() began; handled before the channel closes');
     }
     this.#counts.delivered += 1;
-    this.#lastDeliveryAt = Date.now();
-    this.#dispatcher.push(new Delivery(msg, ch, acker));
+    const now = Date.now();
+    this.#lastDeliveryAt = now;
+    this.#dispatcher.push(new Delivery(msg, ch, acker, now));
   }
 
   /** basic.cancel from the broker: the queue was deleted, or its leader moved. */
@@ -350,6 +395,7 @@ export class Subscription implements ConsumerHandle {
     this.#acker?.flush();
     this.#acker = undefined;
     await this.#live.close();
+    clearInterval(this.#watcher);
     this.#setState({ name: 'stopped' });
     this.#log.info('consumer stopped');
     this.#deps.onStopped(this);

@@ -1,5 +1,6 @@
 import { z } from 'zod';
-import { collect } from './config.js';
+import { collect, durationMs } from './config.js';
+import type { Duration } from './duration.js';
 import { ConfigError } from '../support/errors.js';
 import type { Logger } from '../support/logger.js';
 import type { MessageContract, Payload } from './message.js';
@@ -73,6 +74,12 @@ export interface ConsumerDefinition<M extends MessageContract, A extends AckMode
   retry?: RetryPolicyInput;
   /** How long `stop()` waits for running handlers before closing the channel (their messages are then redelivered). Default 30 000 ms. */
   stopTimeoutMs?: number;
+  /**
+   * A delivery still unsettled after this long is logged as a warning (a manual-mode handler that
+   * never called ack/nack/…, or a handler that hangs), and a consumer whose whole prefetch has
+   * been unsettled this long is reported `stalled` (health().ok false). Default '1m'.
+   */
+  stalledAfter?: Duration;
   /** Largest body accepted, in bytes, checked before decoding (and the most a gzip / deflate body may expand to); a larger one is dead-lettered (`invalid`, MESSAGE_TOO_LARGE). Default 16 MiB. */
   maxMessageBytes?: number;
   /** Resolve to ack (auto mode); throw to dead-letter or requeue (onError). */
@@ -91,6 +98,8 @@ export interface Consumer<M extends MessageContract = MessageContract, A extends
   readonly retry: RetryPolicy | undefined;
   readonly stopTimeoutMs: number;
   readonly maxMessageBytes: number;
+  /** In ms. */
+  readonly stalledAfterMs: number;
   readonly handle: (payload: Payload<M>, context: ContextFor<A>) => Promise<void> | void;
 }
 
@@ -103,6 +112,7 @@ const consumerSchema = z.strictObject({
   onError: z.enum(['dead-letter', 'requeue']).default('dead-letter'),
   stopTimeoutMs: z.number().int().nonnegative().default(30_000),
   maxMessageBytes: z.number().int().min(1).default(16 * 1024 * 1024),
+  stalledAfter: durationMs.default(60_000),
   retry: retryPolicySchema.optional(),
   handle: z.custom<(...args: never[]) => unknown>((v) => typeof v === 'function', 'must be a function'),
   message: z.custom<MessageContract>((v) => typeof v === 'object' && v !== null && 'schema' in v, 'must be a contract from defineMessage()'),
@@ -150,6 +160,7 @@ export function defineConsumer<M extends MessageContract, const A extends AckMod
     retry: parsed.retry,
     stopTimeoutMs: parsed.stopTimeoutMs,
     maxMessageBytes: parsed.maxMessageBytes,
+    stalledAfterMs: parsed.stalledAfter,
     handle: definition.handle,
   });
 }

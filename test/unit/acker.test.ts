@@ -28,7 +28,7 @@ describe('Acker', () => {
   it('acks a run of finished deliveries with one multiple ack at the end of the turn', async () => {
     const { channel, wire } = fakeChannel();
     const acker = new Acker(channel, pino({ level: 'silent' }));
-    const slots = [1, 2, 3, 4].map((t) => acker.track(msg(t)));
+    const slots = [1, 2, 3, 4].map((t) => acker.track(msg(t), 0));
     for (const s of slots) acker.ack(s);
     expect(wire).toEqual([]); // nothing until the turn ends
     await nextTurn();
@@ -38,7 +38,7 @@ describe('Acker', () => {
   it('never lets a multiple ack cover a delivery still running: those behind it are acked one by one', async () => {
     const { channel, wire } = fakeChannel();
     const acker = new Acker(channel, pino({ level: 'silent' }));
-    const [s1, s2, s3, s4] = [1, 2, 3, 4].map((t) => acker.track(msg(t)));
+    const [s1, s2, s3, s4] = [1, 2, 3, 4].map((t) => acker.track(msg(t), 0));
     acker.ack(s1!);
     acker.ack(s3!);
     acker.ack(s4!);
@@ -53,7 +53,7 @@ describe('Acker', () => {
   it('sends nacks at once, and a later multiple ack steps over them', async () => {
     const { channel, wire } = fakeChannel();
     const acker = new Acker(channel, pino({ level: 'silent' }));
-    const [s1, s2, s3] = [1, 2, 3].map((t) => acker.track(msg(t)));
+    const [s1, s2, s3] = [1, 2, 3].map((t) => acker.track(msg(t), 0));
     acker.ack(s1!);
     acker.nack(s2!, false);
     expect(wire).toEqual(['nack 2']);
@@ -65,7 +65,7 @@ describe('Acker', () => {
   it('settles each delivery once: a second ack or a nack after an ack is ignored', async () => {
     const { channel, wire } = fakeChannel();
     const acker = new Acker(channel, pino({ level: 'silent' }));
-    const s = acker.track(msg(7));
+    const s = acker.track(msg(7), 0);
     acker.ack(s);
     acker.ack(s);
     acker.nack(s, true);
@@ -76,7 +76,7 @@ describe('Acker', () => {
   it('flush() sends pending acks now (before a channel closes)', () => {
     const { channel, wire } = fakeChannel();
     const acker = new Acker(channel, pino({ level: 'silent' }));
-    acker.ack(acker.track(msg(1)));
+    acker.ack(acker.track(msg(1), 0));
     acker.flush();
     expect(wire).toEqual(['ack 1 multiple']);
   });
@@ -84,7 +84,7 @@ describe('Acker', () => {
   it('swallows the error of a channel that closed meanwhile (the broker redelivers those messages)', async () => {
     const { channel, wire, close } = fakeChannel();
     const acker = new Acker(channel, pino({ level: 'silent' }));
-    acker.ack(acker.track(msg(1)));
+    acker.ack(acker.track(msg(1), 0));
     close();
     await nextTurn();
     expect(wire).toEqual([]);
@@ -93,9 +93,9 @@ describe('Acker', () => {
   it('does not pile up finished deliveries behind one that never settles', async () => {
     const { channel, wire } = fakeChannel();
     const acker = new Acker(channel, pino({ level: 'silent' }));
-    acker.track(msg(1)); // never settled (a manual-mode handler that forgot to ack)
+    acker.track(msg(1), 0); // never settled (a manual-mode handler that forgot to ack)
     for (let t = 2; t <= 5001; t += 1) {
-      acker.ack(acker.track(msg(t)));
+      acker.ack(acker.track(msg(t), 0));
       if (t % 100 === 0) await nextTurn();
     }
     await nextTurn();
