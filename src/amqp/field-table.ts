@@ -72,7 +72,7 @@ function checkValue(v: unknown, path: (string | number)[], depth: number, out: H
       }
       const proto: unknown = Object.getPrototypeOf(v);
       if (proto !== Object.prototype && proto !== null) {
-        out.push({ path, message: `a ${(v as object).constructor.name} is not sent as itself; send a plain object, a string or a number` });
+        out.push({ path, message: `a ${v.constructor.name} is not sent as itself; send a plain object, a string or a number` });
         return;
       }
       checkTable(v as Record<string, unknown>, path, depth, out);

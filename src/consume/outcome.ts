@@ -1,5 +1,5 @@
 import type { AckMode, OnError } from '../define/consumer.js';
-import { retryDelay, type RetryPolicy } from '../define/retry-policy.js';
+import { retryDelay, retryTierFor, type RetryPolicy } from '../define/retry-policy.js';
 import { ConfigError, NonRetryableError } from '../support/errors.js';
 
 /**
@@ -22,7 +22,8 @@ import { ConfigError, NonRetryableError } from '../support/errors.js';
  * | manual call     | manual       | ctx.ack()                                                | ack                                            |
  * | manual call     | manual       | ctx.nack({ requeue: true })                              | requeue                                        |
  * | manual call     | manual       | ctx.nack() or ctx.reject()                               | reject (the broker's dead-lettering, no copy)  |
- * | manual call     | manual       | ctx.retry(); attempts left, or no policy                 | retry after the given delay, else the policy's |
+ * | manual call     | manual       | ctx.retry(); attempts left, or no policy                 | retry after the policy's delay, or the given   |
+ * |                 |              |                                                          | one rounded up to a declared or ladder delay   |
  * | manual call     | manual       | ctx.retry(); last attempt                                | dead-letter `retries-exhausted`                |
  * | manual call     | manual       | ctx.deadLetter(reason)                                   | dead-letter `handler` (reason text in the copy)|
  * | any dead-letter | auto, manual | the queue has no dead-letter queue in the topology       | reject (the broker discards it)                |
@@ -141,7 +142,13 @@ function manual(call: ManualCall, rule: Rule): BrokerAction {
     case 'retry': {
       const policy = rule.retry;
       if (policy !== undefined && rule.attempt >= policy.maxAttempts) return deadLetter('retries-exhausted', rule);
-      const delayMs = call.delayMs ?? (policy !== undefined && policy.maxAttempts > 1 ? retryDelay(policy, rule.attempt) : undefined);
+      if (call.delayMs !== undefined) {
+        // Bounded: a delay the policy does not declare is rounded up to a fixed ladder of waits.
+        const delayMs = retryTierFor(call.delayMs, policy);
+        if (delayMs === undefined) throw new ConfigError('ctx.retry()', [`delay: ${call.delayMs} ms is longer than the longest retry wait (24 h); schedule it some other way`]);
+        return { type: 'retry', delayMs };
+      }
+      const delayMs = policy !== undefined && policy.maxAttempts > 1 ? retryDelay(policy, rule.attempt) : undefined;
       if (delayMs === undefined || !(delayMs >= 1)) {
         throw new ConfigError('ctx.retry()', ["delay: give a delay (e.g. { delay: '10s' }) or a retry policy on the consumer"]);
       }

@@ -3,7 +3,7 @@ import { copyProperties, type CopyPublisher } from '../dead-letter/copy.js';
 import { bounded, Header, MAX_ERROR_CODE, MAX_ERROR_MESSAGE, MAX_ISSUES_JSON } from '../dead-letter/headers.js';
 import { waitQueueName } from '../dead-letter/wait-queues.js';
 import { deadLetterChannel, retryChannel } from '../instrument/channels.js';
-import { ValidationError } from '../support/errors.js';
+import { UnroutableError, ValidationError } from '../support/errors.js';
 import type { Logger } from '../support/logger.js';
 import { count, type ConsumerCounts } from './counters.js';
 import type { Delivery } from './delivery.js';
@@ -20,8 +20,10 @@ export interface SettlerDeps {
   counts: ConsumerCounts;
   /** True while `channel` is the consumer's live channel. */
   isCurrent: (channel: Channel) => boolean;
-  /** Declares the wait queue for a delay tier (idempotent). */
+  /** Declares the wait queue for a delay tier (idempotent: once per connection). */
   ensureWaitQueue: (delayMs: number) => Promise<void>;
+  /** Forgets that a wait queue was declared (it was deleted under us), so the next ensureWaitQueue declares it again. */
+  forgetWaitQueue: (delayMs: number) => void;
 }
 
 type CopyAction = Extract<BrokerAction, { type: 'retry' | 'dead-letter' }>;
@@ -86,12 +88,21 @@ export class Settler {
     const { msg } = delivery;
     const rule = delivery.rule as Rule;
     let action = first;
+    let redeclared = false;
     for (;;) {
       try {
         if (action.type === 'retry') await this.#publishRetry(msg, rule.attempt, action.delayMs, error);
         else await this.#publishDeadLetterCopy(msg, rule.attempt, action, error);
         break;
       } catch (err) {
+        if (action.type === 'retry' && err instanceof UnroutableError && !redeclared) {
+          // Its wait queue was deleted (the broker returned the copy): declare it again, once, and
+          // try again, rather than requeue the message into the same failure.
+          this.#d.log.warn({ messageId: msg.messageId, waitQueue: waitQueueName(this.#d.queue, action.delayMs) }, 'the retry wait queue is gone; declaring it again');
+          this.#d.forgetWaitQueue(action.delayMs);
+          redeclared = true;
+          continue;
+        }
         // A copy that can never be published (its headers cannot be encoded) must still end the
         // message: the rule turns it into a dead letter with the original's headers trimmed.
         const next = decide({ on: 'copy-failed', action, permanent: err instanceof ValidationError }, rule);

@@ -131,6 +131,7 @@ export class Subscription implements ConsumerHandle {
       counts: this.#counts,
       isCurrent,
       ensureWaitQueue: (delayMs) => this.#ensureWaitQueue(delayMs, deps.connection.connection),
+      forgetWaitQueue: (delayMs) => void this.#waitQueues.delete(delayMs),
     });
     const pipeline = new Pipeline({ client: deps.client, consumer: def, retry: this.#retry, deadLetterQueue: this.#hasDeadLetter, settler: this.#settler, log: this.#log });
     this.#dispatcher = new Dispatcher({ concurrency: def.concurrency, run: (d) => pipeline.process(d), isCurrent, log: this.#log });
@@ -181,7 +182,8 @@ export class Subscription implements ConsumerHandle {
       break;
     }
     let overdue = 0;
-    for (const _ of acker.unsettledSince(now - this.#def.stalledAfterMs)) if (++overdue >= this.#def.prefetch) break;
+    const since = acker.unsettledSince(now - this.#def.stalledAfterMs);
+    while (overdue < this.#def.prefetch && since.next().done !== true) overdue += 1;
     return { unsettled: acker.unsettled, oldestUnsettledMs: oldest !== undefined ? now - oldest : undefined, stalled: overdue >= this.#def.prefetch };
   }
 
@@ -289,7 +291,8 @@ export class Subscription implements ConsumerHandle {
   async #ensureWaitQueue(delayMs: number, link: Link | undefined): Promise<void> {
     if (this.#waitQueues.has(delayMs)) return;
     if (link === undefined) throw new ClosedError('the consume connection is down');
-    await assertWaitQueue(link, this.#def.queue, waitQueueName(this.#def.queue, delayMs), delayMs);
+    const type = this.#deps.declare.topology.queue(this.#def.queue)?.type ?? 'classic';
+    await assertWaitQueue(link, this.#def.queue, type, waitQueueName(this.#def.queue, delayMs), delayMs);
     this.#waitQueues.add(delayMs);
   }
 

@@ -50,3 +50,23 @@ export function retryTiers(policy: RetryPolicy): number[] {
   for (let retry = 1; retry < policy.maxAttempts; retry += 1) tiers.add(retryDelay(policy, retry));
   return [...tiers].sort((a, b) => a - b);
 }
+
+/**
+ * The delays an ad-hoc `ctx.retry({ delay })` is rounded up to when the consumer's policy does
+ * not declare that delay: each distinct delay is a wait queue on the broker, so a delay taken
+ * from data must not create queues without bound.
+ */
+export const RETRY_DELAY_LADDER: readonly number[] = [1_000, 5_000, 10_000, 30_000, 60_000, 300_000, 600_000, 1_800_000, 3_600_000, 21_600_000, 86_400_000];
+
+/**
+ * The wait tier a requested retry delay uses: the delay itself when the policy declares it,
+ * else the smallest declared or ladder delay at least as long (a retry delay is a minimum).
+ * Undefined when it is longer than every one of them (over 24 h).
+ */
+export function retryTierFor(requestedMs: number, policy: RetryPolicy | undefined): number | undefined {
+  const declared = policy !== undefined ? retryTiers(policy) : [];
+  if (declared.includes(requestedMs)) return requestedMs;
+  let best: number | undefined;
+  for (const t of [...declared, ...RETRY_DELAY_LADDER]) if (t >= requestedMs && (best === undefined || t < best)) best = t;
+  return best;
+}

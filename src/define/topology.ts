@@ -105,6 +105,14 @@ const BUILT_IN_EXCHANGES = new Set(['amq.direct', 'amq.topic', 'amq.fanout', 'am
 export const DLQ_SUFFIX = '.dlq';
 
 /**
+ * The delivery limit of a quorum dead-letter queue: as good as none. Reading a dead letter
+ * without removing it (peek, replay's skipped ones, the management UI's Get messages) returns it,
+ * and RabbitMQ before 4.3 counts every return as a delivery; under 4.x's default limit of 20 the
+ * 20th look would drop it (a dead-letter queue has no dead-letter target of its own).
+ */
+export const DLQ_DELIVERY_LIMIT = 2_147_483_647;
+
+/**
  * Declares exchanges, queues and bindings as plain data. The result is asserted on the broker on
  * every (re)connect. Throws a ConfigError listing every problem found.
  *
@@ -172,13 +180,14 @@ export function defineTopology(definition: TopologyDefinition): Topology {
       if (declaredQueueNames.has(dlqName)) problems.push(`${at}: deadLetter: true would declare '${dlqName}', which is already declared`);
       // The default exchange routes by queue name, so no extra exchange is needed.
       deadLetter = { exchange: '', routingKey: dlqName };
+      // The dead-letter queue is as durable and as replicated as its queue.
       dlq = {
         name: dlqName,
         type: q.type === 'quorum' ? 'quorum' : 'classic',
         durable: q.durable,
         exclusive: false,
         autoDelete: false,
-        arguments: q.type === 'quorum' ? { 'x-queue-type': 'quorum' } : {},
+        arguments: q.type === 'quorum' ? { 'x-queue-type': 'quorum', 'x-delivery-limit': DLQ_DELIVERY_LIMIT } : { 'x-queue-type': 'classic' },
         bindings: [],
         deadLetter: undefined,
         deadLetterOf: qName,
@@ -190,8 +199,8 @@ export function defineTopology(definition: TopologyDefinition): Topology {
       deadLetter = { exchange: q.deadLetter.exchange, routingKey: q.deadLetter.routingKey };
     }
 
-    const xArgs: Record<string, unknown> = {};
-    if (q.type !== 'classic') xArgs['x-queue-type'] = q.type;
+    // Always sent: a broker's default queue type may be other than classic (4.x's default_queue_type).
+    const xArgs: Record<string, unknown> = { 'x-queue-type': q.type };
     if (q.maxLength !== undefined) xArgs['x-max-length'] = q.maxLength;
     if (q.maxLengthBytes !== undefined) xArgs['x-max-length-bytes'] = q.maxLengthBytes;
     if (q.overflow !== undefined) xArgs['x-overflow'] = q.overflow;

@@ -367,8 +367,11 @@ export class Publisher implements CopyPublisher {
   }
 
   #onReturn(msg: Returned): void {
+    // Matched on id, exchange and routing key: a retry copy keeps its original's id, and the
+    // original's confirm may not have come yet when the copy comes back. The oldest in flight
+    // is the one returned (the broker answers in order).
     for (const p of this.#inFlight) {
-      if (p.messageId === msg.messageId && !p.settled) {
+      if (p.messageId === msg.messageId && p.exchange === msg.exchange && p.routingKey === msg.routingKey && !p.settled) {
         this.#live.healthy();
         this.#settle(p, new UnroutableError(p, msg.replyCode, msg.replyText));
         return;

@@ -97,16 +97,18 @@ async function explain(err: unknown, step: Step, target: DeclareTarget): Promise
 /**
  * Declares the wait queue of one retry delay tier: messages sit there `delayMs`, then the broker
  * dead-letters them back to `queue` through the default exchange (so only that queue gets them).
+ * Durable, and replicated like its queue: a quorum queue's wait queues are quorum queues that
+ * dead-letter at-least-once, so a message waiting for its retry survives the loss of a node.
  */
-export async function assertWaitQueue(link: Link, queue: string, waitQueue: string, delayMs: number): Promise<void> {
+export async function assertWaitQueue(link: Link, queue: string, type: 'classic' | 'quorum' | 'stream', waitQueue: string, delayMs: number): Promise<void> {
+  const args: Record<string, unknown> = { 'x-queue-type': type === 'quorum' ? 'quorum' : 'classic', 'x-message-ttl': delayMs, 'x-dead-letter-exchange': '', 'x-dead-letter-routing-key': queue };
+  if (type === 'quorum') {
+    args['x-dead-letter-strategy'] = 'at-least-once';
+    args['x-overflow'] = 'reject-publish'; // at-least-once dead-lettering requires it
+  }
   await withChannel(link, async (ch) => {
     try {
-      await ch.assertQueue(waitQueue, {
-        durable: true,
-        exclusive: false,
-        autoDelete: false,
-        arguments: { 'x-message-ttl': delayMs, 'x-dead-letter-exchange': '', 'x-dead-letter-routing-key': queue },
-      });
+      await ch.assertQueue(waitQueue, { durable: true, exclusive: false, autoDelete: false, arguments: args });
     } catch (err) {
       throw new TopologyError(`Declaring retry wait queue '${waitQueue}' failed: ${brokerText(err)}. Delete it if it was declared with other arguments.`, {
         cause: err,

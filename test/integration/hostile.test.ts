@@ -4,7 +4,7 @@ import { gzipSync } from 'node:zlib';
 import type { GetMessage } from 'amqplib';
 import { afterEach, describe, expect, it } from 'vitest';
 import { defineConsumer, NonRetryableError, ValidationError, WarrenHeader, type Warren } from '../../src/index.js';
-import { cleanupTracked, drainQueue, queueCounts, waitFor, withRawChannel } from '../helpers/broker.js';
+import { cleanupTracked, drainQueue, queueCounts, track, waitFor, withRawChannel } from '../helpers/broker.js';
 import { closeClients, openClient, pingSetup } from '../helpers/warren.js';
 
 afterEach(async () => {
@@ -87,6 +87,34 @@ describe('a message whose copy cannot be published', () => {
   });
 });
 
+describe('a retry wait queue deleted under the consumer', () => {
+  it('is declared again when a retry copy comes back unroutable, and the retry goes ahead (no requeue loop)', async () => {
+    expect.hasAssertions();
+    const s = pingSetup({ deadLetter: true });
+    const warren = await openClient({ topology: s.topology });
+    const attempts: number[] = [];
+    await warren.consume(
+      defineConsumer({
+        queue: s.queue,
+        message: s.message,
+        retry: { maxAttempts: 3, delays: ['100ms'] },
+        handle: (_p, ctx) => {
+          attempts.push(ctx.attempt);
+          if (ctx.attempt === 1) throw new Error('not yet');
+        },
+      }),
+    );
+    const waitQueue = `${s.queue}.retry.100ms`;
+    track.queue(waitQueue);
+    await withRawChannel(async (ch) => void (await ch.deleteQueue(waitQueue)));
+    await warren.publish(s.message, { id: 'a', n: 1 });
+    await waitFor(() => attempts.length === 2, 'the retry');
+    expect(attempts).toEqual([1, 2]);
+    expect(warren.health().consumers[0]).toMatchObject({ retried: 1, requeued: 0, acked: 1 });
+    expect((await queueCounts(waitQueue)).messages).toBe(0); // it exists again
+  });
+});
+
 describe('a poison publish', () => {
   it('fails alone with VALIDATION_FAILED for a header value the broker would refuse, and disturbs nothing beside it', async () => {
     expect.hasAssertions();
@@ -138,7 +166,7 @@ describe('hostile bodies and headers', () => {
         queue: s.queue,
         message: s.message,
         ...(options.maxMessageBytes !== undefined ? { maxMessageBytes: options.maxMessageBytes } : {}),
-        ...(options.retry !== undefined ? { retry: options.retry as { maxAttempts: number; delays: `${number}ms`[] } } : {}),
+        ...(options.retry !== undefined ? { retry: options.retry } : {}),
         handle: (p, ctx) => {
           handled.push({ id: p.id, attempt: ctx.attempt });
           if (p.id === 'spoofed' && failFirst) {

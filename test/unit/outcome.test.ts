@@ -55,6 +55,9 @@ const TABLE: Row[] = [
   ['manual call', ['manual'], "ctx.retry({ delay: '30s' }); attempts left", { on: 'manual-call', call: { call: 'retry', delayMs: 30_000 } }, { retry: policy, attempt: 2 }, { type: 'retry', delayMs: 30_000 }],
   ['manual call', ['manual'], 'ctx.retry(); attempts left: the policy delay', { on: 'manual-call', call: { call: 'retry', delayMs: undefined } }, { retry: policy, attempt: 2 }, { type: 'retry', delayMs: 5_000 }],
   ['manual call', ['manual'], "ctx.retry({ delay: '30s' }); no policy", { on: 'manual-call', call: { call: 'retry', delayMs: 30_000 } }, {}, { type: 'retry', delayMs: 30_000 }],
+  ['manual call', ['manual'], "ctx.retry({ delay: '5s' }): a delay the policy declares", { on: 'manual-call', call: { call: 'retry', delayMs: 5_000 } }, { retry: policy }, { type: 'retry', delayMs: 5_000 }],
+  ['manual call', ['manual'], "ctx.retry({ delay: '750ms' }): rounded up, not a new wait queue", { on: 'manual-call', call: { call: 'retry', delayMs: 750 } }, { retry: policy }, { type: 'retry', delayMs: 1_000 }],
+  ['manual call', ['manual'], "ctx.retry({ delay: '42s' }), no policy: rounded up to the ladder", { on: 'manual-call', call: { call: 'retry', delayMs: 42_000 } }, {}, { type: 'retry', delayMs: 60_000 }],
   ['manual call', ['manual'], 'ctx.retry(); last attempt', { on: 'manual-call', call: { call: 'retry', delayMs: 30_000 } }, { retry: policy, attempt: 3 }, deadLetter('retries-exhausted')],
   ['manual call', ['manual'], "ctx.deadLetter('too small')", { on: 'manual-call', call: { call: 'dead-letter', reason: 'too small' } }, {}, { type: 'dead-letter', reason: 'handler', detail: 'too small' }],
   ['manual call', ['manual'], 'ctx.deadLetter()', { on: 'manual-call', call: { call: 'dead-letter', reason: undefined } }, {}, deadLetter('handler')],
@@ -78,6 +81,20 @@ describe('the rule: what happened to a delivery → what warren tells the broker
 
   it('refuses ctx.retry() with neither a delay nor a retry policy, and settles nothing', () => {
     expect(() => decide({ on: 'manual-call', call: { call: 'retry', delayMs: undefined } }, rule('manual'))).toThrow(ConfigError);
+  });
+
+  it('bounds the wait queues ad-hoc delays can create: any number of distinct delays use at most the ladder', () => {
+    const tiers = new Set<number>();
+    for (let ms = 1; ms <= 86_400_000; ms = Math.ceil(ms * 1.37)) {
+      const action = decide({ on: 'manual-call', call: { call: 'retry', delayMs: ms } }, rule('manual'));
+      expect(action.type).toBe('retry');
+      if (action.type === 'retry') {
+        expect(action.delayMs).toBeGreaterThanOrEqual(ms); // a retry delay is a minimum
+        tiers.add(action.delayMs);
+      }
+    }
+    expect(tiers.size).toBeLessThanOrEqual(11);
+    expect(() => decide({ on: 'manual-call', call: { call: 'retry', delayMs: 86_400_001 } }, rule('manual'))).toThrow(ConfigError);
   });
 
   it('never decides a second action for a delivery the handler already settled', () => {

@@ -20,11 +20,11 @@ function argumentsOf(q: QueueDefinition): Readonly<Record<string, unknown>> | un
 
 /** A classic queue declared with every default, as defineTopology() describes it. */
 function defaultClassicQueue(name: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
-  return { name, type: 'classic', durable: true, exclusive: false, autoDelete: false, arguments: {}, bindings: [], deadLetter: undefined, deadLetterOf: undefined, ...extra };
+  return { name, type: 'classic', durable: true, exclusive: false, autoDelete: false, arguments: { 'x-queue-type': 'classic' }, bindings: [], deadLetter: undefined, deadLetterOf: undefined, ...extra };
 }
 
 describe('defineTopology: what gets declared', () => {
-  it('defaults to durable classic queues without arguments and durable exchanges', () => {
+  it('defaults to durable classic queues (x-queue-type always sent) and durable exchanges', () => {
     const t = defineTopology({ exchanges: { orders: { type: 'topic' } }, queues: { b: {}, a: {} } });
     expect(t.exchanges).toEqual([{ name: 'orders', type: 'topic', durable: true, autoDelete: false, internal: false, arguments: {} }]);
     expect(t.queue('a')).toEqual(defaultClassicQueue('a'));
@@ -39,16 +39,16 @@ describe('defineTopology: what gets declared', () => {
   });
 
   it.each<[string, QueueDefinition, Record<string, unknown>]>([
-    ['maxLength', { maxLength: 10 }, { 'x-max-length': 10 }],
-    ['maxLengthBytes', { maxLengthBytes: 1_000 }, { 'x-max-length-bytes': 1_000 }],
-    ['overflow', { overflow: 'reject-publish' }, { 'x-overflow': 'reject-publish' }],
-    ["messageTtl '10s'", { messageTtl: '10s' }, { 'x-message-ttl': 10_000 }],
-    ["messageTtl '250ms'", { messageTtl: '250ms' }, { 'x-message-ttl': 250 }],
-    ['messageTtl in ms', { messageTtl: 2_500 }, { 'x-message-ttl': 2_500 }],
-    ["expires '5m'", { expires: '5m' }, { 'x-expires': 300_000 }],
-    ["expires '1h'", { expires: '1h' }, { 'x-expires': 3_600_000 }],
-    ['singleActiveConsumer', { singleActiveConsumer: true }, { 'x-single-active-consumer': true }],
-    ['maxPriority', { maxPriority: 5 }, { 'x-max-priority': 5 }],
+    ['maxLength', { maxLength: 10 }, { 'x-queue-type': 'classic', 'x-max-length': 10 }],
+    ['maxLengthBytes', { maxLengthBytes: 1_000 }, { 'x-queue-type': 'classic', 'x-max-length-bytes': 1_000 }],
+    ['overflow', { overflow: 'reject-publish' }, { 'x-queue-type': 'classic', 'x-overflow': 'reject-publish' }],
+    ["messageTtl '10s'", { messageTtl: '10s' }, { 'x-queue-type': 'classic', 'x-message-ttl': 10_000 }],
+    ["messageTtl '250ms'", { messageTtl: '250ms' }, { 'x-queue-type': 'classic', 'x-message-ttl': 250 }],
+    ['messageTtl in ms', { messageTtl: 2_500 }, { 'x-queue-type': 'classic', 'x-message-ttl': 2_500 }],
+    ["expires '5m'", { expires: '5m' }, { 'x-queue-type': 'classic', 'x-expires': 300_000 }],
+    ["expires '1h'", { expires: '1h' }, { 'x-queue-type': 'classic', 'x-expires': 3_600_000 }],
+    ['singleActiveConsumer', { singleActiveConsumer: true }, { 'x-queue-type': 'classic', 'x-single-active-consumer': true }],
+    ['maxPriority', { maxPriority: 5 }, { 'x-queue-type': 'classic', 'x-max-priority': 5 }],
     ['type quorum', { type: 'quorum' }, { 'x-queue-type': 'quorum' }],
     ['deliveryLimit', { type: 'quorum', deliveryLimit: 3 }, { 'x-queue-type': 'quorum', 'x-delivery-limit': 3 }],
     [
@@ -84,14 +84,15 @@ describe('defineTopology: what gets declared', () => {
     const t = defineTopology({ queues: { first: {}, plain: { deadLetter: true, maxLength: 5 } } });
     expect(t.queues.map((q) => q.name)).toEqual(['first', 'plain.dlq', 'plain']);
     expect(t.queue('plain.dlq')).toEqual(defaultClassicQueue('plain.dlq', { deadLetterOf: 'plain' }));
-    expect(t.queue('plain')?.arguments).toEqual({ 'x-max-length': 5, 'x-dead-letter-exchange': '', 'x-dead-letter-routing-key': 'plain.dlq' });
+    expect(t.queue('plain')?.arguments).toEqual({ 'x-queue-type': 'classic', 'x-max-length': 5, 'x-dead-letter-exchange': '', 'x-dead-letter-routing-key': 'plain.dlq' });
     expect(t.queue('plain')?.deadLetter).toEqual({ exchange: '', routingKey: 'plain.dlq' });
   });
 
   it('deadLetter: true on a quorum queue declares a quorum dead-letter queue', () => {
     const t = defineTopology({ queues: { 'billing.orders': { type: 'quorum', deadLetter: true } } });
     expect(t.queues.map((q) => q.name)).toEqual(['billing.orders.dlq', 'billing.orders']);
-    expect(t.queue('billing.orders.dlq')).toMatchObject({ type: 'quorum', durable: true, arguments: { 'x-queue-type': 'quorum' }, deadLetterOf: 'billing.orders' });
+    // As replicated as its queue; and peeking it (get, then return) must never reach a delivery limit.
+    expect(t.queue('billing.orders.dlq')).toMatchObject({ type: 'quorum', durable: true, arguments: { 'x-queue-type': 'quorum', 'x-delivery-limit': 2_147_483_647 }, deadLetterOf: 'billing.orders' });
     expect(t.queue('billing.orders')?.arguments).toEqual({
       'x-queue-type': 'quorum',
       'x-dead-letter-exchange': '',
@@ -105,8 +106,8 @@ describe('defineTopology: what gets declared', () => {
       queues: { a: { deadLetter: { exchange: 'dlx', routingKey: 'dead' } }, b: { deadLetter: { exchange: 'dlx' } } },
     });
     expect(t.queues.map((q) => q.name)).toEqual(['a', 'b']);
-    expect(t.queue('a')?.arguments).toEqual({ 'x-dead-letter-exchange': 'dlx', 'x-dead-letter-routing-key': 'dead' });
-    expect(t.queue('b')?.arguments).toEqual({ 'x-dead-letter-exchange': 'dlx' });
+    expect(t.queue('a')?.arguments).toEqual({ 'x-queue-type': 'classic', 'x-dead-letter-exchange': 'dlx', 'x-dead-letter-routing-key': 'dead' });
+    expect(t.queue('b')?.arguments).toEqual({ 'x-queue-type': 'classic', 'x-dead-letter-exchange': 'dlx' });
   });
 
   it('binds to declared and built-in exchanges; the routing key defaults to empty', () => {
