@@ -1,13 +1,14 @@
 // The same workload through each client, each used the way its documentation recommends for
 // reliable messaging: publisher confirms, persistent messages, manual acks with prefetch.
 import { randomUUID } from 'node:crypto';
+import diagnostics from 'node:diagnostics_channel';
 import amqplib from 'amqplib';
 import { AMQPClient } from '@cloudamqp/amqp-client';
 import amqpConnectionManager from 'amqp-connection-manager';
 import { Connection as RabbitClient } from 'rabbitmq-client';
 import rascal from 'rascal';
 import { z } from 'zod';
-import { connect, defineConsumer, defineMessage } from '../src/index.js';
+import * as current from '../src/index.js';
 
 export interface Adapter {
   readonly name: string;
@@ -97,10 +98,18 @@ export async function rawAmqplib(url: string, sameProperties = false): Promise<A
 
 const Payload = z.object({ i: z.number().int(), sentAt: z.number(), data: z.string() });
 
-export async function warren(url: string, validate = true): Promise<Adapter> {
+/** What the bench uses of warren: the working tree's src/, or a build of another revision (bench/baseline.ts). */
+export type WarrenLib = Pick<typeof current, 'connect' | 'defineConsumer' | 'defineMessage'>;
+
+/**
+ * warren, the working tree's by default. `lib` and `label` run a baseline build through this
+ * same code, with the same options, as the client `<label>` / `<label> (no validation)`.
+ */
+export async function warren(url: string, validate = true, lib: WarrenLib = current, label = 'warren'): Promise<Adapter> {
+  const { connect, defineConsumer, defineMessage } = lib;
   const schema = validate ? Payload : (z.any() as unknown as typeof Payload);
   const w = await connect({ urls: [url], name: validate ? 'bench-warren' : 'bench-warren-novalidate' });
-  let contracts = new Map<string, ReturnType<typeof defineMessage<typeof Payload>>>();
+  let contracts = new Map<string, ReturnType<typeof current.defineMessage<typeof Payload>>>();
   const contract = (queue: string) => {
     let c = contracts.get(queue);
     if (c === undefined) {
@@ -110,7 +119,7 @@ export async function warren(url: string, validate = true): Promise<Adapter> {
     return c;
   };
   return {
-    name: validate ? 'warren' : 'warren (no validation)',
+    name: validate ? label : `${label} (no validation)`,
     async publish(queue, _bodies, count, window, payloads) {
       const c = contract(queue);
       // warren encodes the payload itself: hand it the object the raw clients get as bytes.
@@ -137,6 +146,27 @@ export async function warren(url: string, validate = true): Promise<Adapter> {
     async close() {
       contracts = new Map();
       await w.close();
+    },
+  };
+}
+
+/**
+ * The working tree's warren with a no-op subscriber on the `warren:publish` and `warren:consume`
+ * tracing channels, from its connect to its close (so only this client's rounds have one): what
+ * the instrumentation costs once someone listens.
+ */
+export async function warrenSubscribed(url: string): Promise<Adapter> {
+  const adapter = await warren(url, true);
+  const noop: diagnostics.TracingChannelSubscribers<object> = { start() {}, end() {}, asyncStart() {}, asyncEnd() {}, error() {} };
+  const channels = ['warren:publish', 'warren:consume'].map((name) => diagnostics.tracingChannel(name));
+  for (const channel of channels) channel.subscribe(noop);
+  return {
+    name: 'warren (subscribed)',
+    publish: (...args) => adapter.publish(...args),
+    consume: (...args) => adapter.consume(...args),
+    async close() {
+      for (const channel of channels) channel.unsubscribe(noop);
+      await adapter.close();
     },
   };
 }

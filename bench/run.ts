@@ -4,10 +4,17 @@
 //
 //   BENCH_MESSAGES=20000 BENCH_ROUNDS=3 BENCH_CLIENTS=amqplib,warren npm run bench
 //   BENCH_SOAK=1000000 npm run bench       (memory: RSS start / peak / end over 1M messages)
+//   BENCH_BASELINE=b0162ce npm run bench   (also warren as built from that git revision, as the
+//                                           clients warren@b0162ce and warren@b0162ce (no validation);
+//                                           several revisions: comma-separated; see bench/baseline.ts)
+//   BENCH_SUBSCRIBED=1 npm run bench       (also 'warren (subscribed)': warren with no-op subscribers
+//                                           on the warren:publish and warren:consume tracing channels)
+// BENCH_CLIENTS names rows; a baseline's and the subscribed rows run with the warren row they copy.
 import { writeFileSync, mkdirSync } from 'node:fs';
 import os from 'node:os';
 import amqplib from 'amqplib';
-import { cloudamqp, connectionManager, rabbitmqClient, rascalAdapter, rawAmqplib, warren, type Adapter } from './adapters.js';
+import { cloudamqp, connectionManager, rabbitmqClient, rascalAdapter, rawAmqplib, warren, warrenSubscribed, type Adapter, type WarrenLib } from './adapters.js';
+import { loadBaseline } from './baseline.js';
 
 const url = process.env['AMQP_URL'] ?? 'amqp://guest:guest@127.0.0.1:5672';
 const N = Number(process.env['BENCH_MESSAGES'] ?? 20_000);
@@ -16,18 +23,30 @@ const LATENCY_SECONDS = Number(process.env['BENCH_LATENCY_SECONDS'] ?? 3);
 const WINDOW = 1000;
 const PREFETCH = 100;
 
+// The working tree's warren, then each BENCH_BASELINE build, run through the same adapter.
+const builds: { label: string; lib?: WarrenLib }[] = [{ label: 'warren' }];
+for (const rev of process.env['BENCH_BASELINE']?.split(',').filter((r) => r !== '') ?? []) {
+  const { rev: short, lib } = await loadBaseline(rev);
+  builds.push({ label: `warren@${short}`, lib });
+}
+const warrenRows = (validate: boolean): Record<string, (u: string) => Promise<Adapter>> =>
+  Object.fromEntries(builds.map(({ label, lib }) => [validate ? label : `${label} (no validation)`, (u: string) => warren(u, validate, lib, label)]));
+
 const factories: Record<string, (u: string) => Promise<Adapter>> = {
   amqplib: (u) => rawAmqplib(u),
   'amqplib (warren properties)': (u) => rawAmqplib(u, true),
-  warren: (u) => warren(u, true),
-  'warren (no validation)': (u) => warren(u, false),
+  ...warrenRows(true),
+  ...warrenRows(false),
+  ...(process.env['BENCH_SUBSCRIBED'] === '1' ? { 'warren (subscribed)': warrenSubscribed } : {}),
   'amqp-connection-manager': connectionManager,
   rascal: rascalAdapter,
   'rabbitmq-client': rabbitmqClient,
   '@cloudamqp/amqp-client': cloudamqp,
 };
 const only = process.env['BENCH_CLIENTS']?.split(',');
-const clients = Object.keys(factories).filter((c) => only === undefined || only.includes(c));
+/** The row a baseline or subscribed client copies: `warren@b0162ce (no validation)` → `warren (no validation)`. */
+const copied = (client: string): string => client.replace(/^warren@\S+/, 'warren').replace(' (subscribed)', '');
+const clients = Object.keys(factories).filter((c) => only === undefined || only.includes(c) || only.includes(copied(c)));
 
 /** A message of 1 KiB as JSON, the same for every client. */
 function payload(i: number): { i: number; sentAt: number; data: string } {
