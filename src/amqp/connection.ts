@@ -199,7 +199,8 @@ export class ConnectionManager extends TypedEmitter<ConnectionEvents> {
           throw new ConnectionError(
             `Could not connect to RabbitMQ at ${this.#opts.urls.map(redactUrl).join(', ')} within ` +
               `${this.#opts.initialConnectTimeoutMs} ms (${attempt} attempts; last error: ${lastError.message}). ` +
-              'Is the broker running and reachable? For a local one: docker compose up -d',
+              'Check that the broker is running, that the host and port in the URL are right, that nothing (a firewall, ' +
+              'a TLS setting, amqp:// against an amqps:// port) is in the way, and that it answers within connectTimeout.',
             { cause: lastError },
           );
         }

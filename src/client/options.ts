@@ -1,7 +1,9 @@
 import { z } from 'zod';
 import type { SocketOptions, Transport } from '../amqp/transport.js';
 import { durationMs } from '../define/config.js';
+import type { Duration } from '../define/duration.js';
 import { retryPolicySchema, type RetryPolicyInput } from '../define/retry-policy.js';
+import type { MessageContract } from '../define/message.js';
 import type { Topology } from '../define/topology.js';
 import type { Logger } from '../support/logger.js';
 
@@ -51,25 +53,31 @@ export interface ConnectOptions {
   name?: string;
   /** Exchanges, queues and bindings asserted on every (re)connect. */
   topology?: Topology;
+  /**
+   * The contracts this service publishes. connect() checks each against the topology and fails
+   * with a ConfigError naming any whose exchange it does not declare (rather than a
+   * PUBLISH_FAILED at the first publish). Leave out a contract whose exchange another service declares.
+   */
+  messages?: readonly MessageContract[];
   /** A pino logger. Default: silent. */
   logger?: Logger;
   /** Heartbeat interval; a dead peer is detected after about two. Default 10 s. */
-  heartbeat?: number | string;
+  heartbeat?: Duration;
   /** Deadline for one connection attempt (TCP + handshake). Default 10 s. */
-  connectTimeout?: number | string;
+  connectTimeout?: Duration;
   /** How long `connect()` keeps trying before it rejects with ConnectionError. Default 30 s. */
-  initialConnectTimeout?: number | string;
+  initialConnectTimeout?: Duration;
   /** How long `close()` waits for running handlers and unconfirmed publishes. Default 30 s. */
-  closeTimeout?: number | string;
+  closeTimeout?: Duration;
   /** Reconnect backoff: exponential with full jitter. Defaults 100 ms, 30 s, ×2. */
-  reconnect?: { initialDelay?: number | string; maxDelay?: number | string; factor?: number };
+  reconnect?: { initialDelay?: Duration; maxDelay?: Duration; factor?: number };
   /** The management HTTP API (e.g. http://guest:guest@localhost:15672), used only to name the differing arguments of a topology mismatch. */
   managementUrl?: string;
   publisher?: {
     /** Published and unconfirmed messages, at most. Default 1000. */
     maxInFlight?: number;
     /** A publish not confirmed within this rejects with PublishTimeoutError. Default 30 s. */
-    timeout?: number | string;
+    timeout?: Duration;
     /** Messages waiting to be sent (while disconnected or blocked), at most; more reject with PublishBufferFullError. Default 50 000. */
     maxBufferedMessages?: number;
     /** Body bytes waiting to be sent, at most. Default 128 MiB. */

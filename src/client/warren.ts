@@ -6,7 +6,7 @@ import { deadLetterQueueOf, peekDeadLetters, replayDeadLetters, type DeadLetter,
 import { parseConfig } from '../define/config.js';
 import type { AckMode, Consumer } from '../define/consumer.js';
 import type { MessageContract, PayloadInput } from '../define/message.js';
-import { emptyTopology, type Topology } from '../define/topology.js';
+import { emptyTopology, knowsExchange, type Topology } from '../define/topology.js';
 import type { PublishOptions } from '../publish/options.js';
 import { Publisher, type PublisherStats, type PublishReceipt } from '../publish/publisher.js';
 import { ClosedError, ConfigError, TopologyError, TopologyMismatchError, WarrenError } from '../support/errors.js';
@@ -68,6 +68,8 @@ export class Warren extends TypedEmitter<WarrenEvents> {
   /** Names of consumers running or being started: held across the awaits in consume(). */
   readonly #consumerNames = new Set<string>();
   #closePromise: Promise<void> | undefined;
+  /** close() has finished. */
+  #closed = false;
 
   /** @internal Use `connect()`. */
   constructor(settings: Settings, topology: Topology, logger: Logger, socketOptions: SocketOptions, transport: Transport) {
@@ -84,6 +86,7 @@ export class Warren extends TypedEmitter<WarrenEvents> {
       topology,
       vhost: decodeURIComponent(firstUrl.pathname.slice(1)) || '/',
       management: settings.managementUrl !== undefined ? new ManagementClient(settings.managementUrl) : undefined,
+      log: this.#root.child({ component: 'topology' }),
     };
     this.#publishConn = this.#connectionManager('publish');
     this.#publisher = new Publisher(
@@ -174,11 +177,18 @@ export class Warren extends TypedEmitter<WarrenEvents> {
    * After a connection loss or a broker cancel it re-attaches by itself.
    */
   async consume<M extends MessageContract, A extends AckMode>(consumer: Consumer<M, A>): Promise<ConsumerHandle> {
-    if (this.#closePromise !== undefined) throw new ClosedError(`Cannot start consumer '${consumer.name}': warren is closing.`);
+    if (this.#closePromise !== undefined) throw new ClosedError(`Cannot start consumer '${consumer.name}': warren is ${this.#closed ? 'closed' : 'closing'}.`);
     if (this.#consumerNames.has(consumer.name)) {
       throw new ConfigError(`consumer '${consumer.name}'`, [`name: a consumer named '${consumer.name}' is already running; give each a unique name`]);
     }
     this.#consumerNames.add(consumer.name);
+    const t = this.topology;
+    if (t.exchanges.length + t.queues.length > 0 && !knowsExchange(t, consumer.message.exchange)) {
+      this.#log.warn(
+        { consumer: consumer.name, contract: consumer.message.name, exchange: consumer.message.exchange },
+        "the consumer's contract names an exchange the topology does not declare: publishing it fails until something declares that exchange",
+      );
+    }
     let runtime: Subscription | undefined;
     try {
       const conn = await this.#consumeConnection();
@@ -271,6 +281,7 @@ export class Warren extends TypedEmitter<WarrenEvents> {
     await Promise.all([...this.#consumers].map((c) => c.stop()));
     await this.#publisher.close(this.#settings.closeTimeout);
     await Promise.all([this.#publishConn.close(), this.#consumeConn?.close()]);
+    this.#closed = true;
     this.#log.info('closed');
   }
 }
@@ -281,16 +292,16 @@ export class Warren extends TypedEmitter<WarrenEvents> {
  * TopologyMismatchError, or ConnectionError (no broker reachable within `initialConnectTimeout`).
  */
 export async function connect(options: ConnectOptions): Promise<Warren> {
-  const { topology = emptyTopology, logger = silentLogger(), socketOptions = {}, transport = defaultTransport, ...rest } = options;
-  const topologyProblem = isTopology(topology) ? undefined : 'topology: pass what defineTopology({ exchanges, queues }) returns, not the definition itself';
+  const { topology = emptyTopology, logger = silentLogger(), socketOptions = {}, transport = defaultTransport, messages = [], ...rest } = options;
+  const extra = isTopology(topology) ? contractProblems(messages, topology) : ['topology: pass what defineTopology({ exchanges, queues }) returns, not the definition itself'];
   let settings: Settings;
   try {
     settings = parseConfig(optionsSchema, { ...rest, urls: rest.urls }, 'connect() options');
   } catch (err) {
-    if (err instanceof ConfigError && topologyProblem !== undefined) throw new ConfigError('connect() options', [...err.problems, topologyProblem]);
+    if (err instanceof ConfigError && extra.length > 0) throw new ConfigError('connect() options', [...err.problems, ...extra]);
     throw err;
   }
-  if (topologyProblem !== undefined) throw new ConfigError('connect() options', [topologyProblem]);
+  if (extra.length > 0) throw new ConfigError('connect() options', extra);
   const warren = new Warren(settings, topology, logger, socketOptions, transport);
   try {
     await warren.start();
@@ -299,6 +310,20 @@ export async function connect(options: ConnectOptions): Promise<Warren> {
     throw err;
   }
   return warren;
+}
+
+/** Contracts whose exchange the topology does not declare: their first publish would fail with PUBLISH_FAILED (404). */
+function contractProblems(messages: readonly MessageContract[], topology: Topology): string[] {
+  const list: unknown = messages;
+  if (!Array.isArray(list)) return ['messages: pass an array of contracts from defineMessage()'];
+  return messages.flatMap((m: MessageContract, i) => {
+    if (typeof m !== 'object' || m === null || typeof m.exchange !== 'string') return [`messages.${i}: not a contract from defineMessage()`];
+    if (knowsExchange(topology, m.exchange)) return [];
+    return [
+      `messages.${i}: contract '${m.name}' publishes to exchange '${m.exchange}', which the topology does not declare; ` +
+        'declare it in defineTopology({ exchanges }), or leave this contract out of messages if another service declares it',
+    ];
+  });
 }
 
 /** A JavaScript caller may hand over the plain definition (or anything); only defineTopology()'s result will do. */

@@ -20,12 +20,13 @@ export class DeliveryContext implements ConsumerContext {
   readonly #consumerLog: Logger;
   #log: Logger | undefined;
 
-  constructor(msg: Inbound, attempt: number, consumerLog: Logger) {
+  /** `quorum`: the message came from a quorum queue, which sets no `x-delivery-count` on a first delivery (it is 0 then). */
+  constructor(msg: Inbound, attempt: number, quorum: boolean, consumerLog: Logger) {
     this.messageId = msg.messageId;
     this.correlationId = msg.correlationId;
     this.headers = msg.headers;
     this.redelivered = msg.redelivered;
-    this.deliveryCount = msg.deliveryCount;
+    this.deliveryCount = msg.deliveryCount ?? (quorum ? 0 : undefined);
     this.exchange = msg.exchange;
     this.routingKey = msg.routingKey;
     this.timestamp = msg.timestamp !== undefined ? new Date(msg.timestamp * 1000) : undefined;

@@ -16,6 +16,8 @@ export interface PipelineDeps {
   retry: RetryPolicy | undefined;
   /** The queue has a dead-letter target warren publishes copies to. */
   deadLetterQueue: boolean;
+  /** The queue is a quorum queue (per the topology). */
+  quorum: boolean;
   settler: Settler;
   log: Logger;
 }
@@ -113,7 +115,7 @@ export class Pipeline {
   }
 
   #context(delivery: Delivery): ConsumerContext | ManualContext {
-    const base = new DeliveryContext(delivery.msg, (delivery.rule as Rule).attempt, this.#d.log);
+    const base = new DeliveryContext(delivery.msg, (delivery.rule as Rule).attempt, this.#d.quorum, this.#d.log);
     if (this.#d.consumer.ackMode !== 'manual') return base;
     const manual: ManualDelivery = {
       get settled() {

@@ -133,7 +133,8 @@ export class Subscription implements ConsumerHandle {
       ensureWaitQueue: (delayMs) => this.#ensureWaitQueue(delayMs, deps.connection.connection),
       forgetWaitQueue: (delayMs) => void this.#waitQueues.delete(delayMs),
     });
-    const pipeline = new Pipeline({ client: deps.client, consumer: def, retry: this.#retry, deadLetterQueue: this.#hasDeadLetter, settler: this.#settler, log: this.#log });
+    const quorum = deps.declare.topology.queue(def.queue)?.type === 'quorum';
+    const pipeline = new Pipeline({ client: deps.client, consumer: def, retry: this.#retry, deadLetterQueue: this.#hasDeadLetter, quorum, settler: this.#settler, log: this.#log });
     this.#dispatcher = new Dispatcher({ concurrency: def.concurrency, run: (d) => pipeline.process(d), isCurrent, log: this.#log });
     this.#live = new LiveChannel({
       connection: deps.connection,
@@ -292,7 +293,7 @@ export class Subscription implements ConsumerHandle {
     if (this.#waitQueues.has(delayMs)) return;
     if (link === undefined) throw new ClosedError('the consume connection is down');
     const type = this.#deps.declare.topology.queue(this.#def.queue)?.type ?? 'classic';
-    await assertWaitQueue(link, this.#def.queue, type, waitQueueName(this.#def.queue, delayMs), delayMs);
+    await assertWaitQueue(link, this.#def.queue, type, waitQueueName(this.#def.queue, delayMs), delayMs, this.#log);
     this.#waitQueues.add(delayMs);
   }
 

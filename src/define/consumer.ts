@@ -21,7 +21,7 @@ export interface ConsumerContext {
   readonly headers: Readonly<Record<string, unknown>>;
   /** The broker delivered this message before (to this or another consumer) without an ack. */
   readonly redelivered: boolean;
-  /** How many times a quorum queue has delivered it before (`x-delivery-count`); undefined elsewhere. */
+  /** How many times a quorum queue of the topology has delivered it before (`x-delivery-count`): 0 on its first delivery; undefined on other queues. */
   readonly deliveryCount: number | undefined;
   readonly exchange: string;
   readonly routingKey: string;

@@ -43,7 +43,12 @@ const definitionSchema = z.strictObject({
   name: z.string().min(1, 'must not be empty'),
   exchange: z.string().max(255),
   routingKey: z.string().max(255),
-  schema: z.custom<z.ZodType>((v) => v instanceof z.ZodType, 'must be a zod schema'),
+  schema: z.custom<z.ZodType>((v) => v instanceof z.ZodType, {
+    error: (issue) =>
+      typeof issue.input === 'object' && issue.input !== null && '_def' in issue.input && !('_zod' in issue.input)
+        ? "must be a zod 4 schema: this one is from zod 3. Install zod 4 (npm install zod@^4) and import { z } from 'zod'"
+        : "must be a zod 4 schema (import { z } from 'zod')",
+  }),
   persistent: z.boolean().default(true),
   mandatory: z.boolean().default(true),
 });

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { durationMs } from './config.js';
+import type { Duration } from './duration.js';
 
 /** The most attempts a retry policy may allow (and the highest `x-warren-attempt` trusted without one). */
 export const MAX_ATTEMPTS = 1000;
@@ -29,7 +30,19 @@ export const retryPolicySchema = z
     }
   });
 
-export type RetryPolicyInput = z.input<typeof retryPolicySchema>;
+/**
+ * A retry policy as written: `{ maxAttempts: 5, delays: ['1s', '10s', '1m'] }` (the last delay
+ * repeats; a readonly `as const` array will do) or `{ maxAttempts: 5, backoff: { initialDelay:
+ * '1s', factor: 2, maxDelay: '5m' } }`. Durations are ms or `'500ms'`, `'10s'`, `'1m'`, `'1h'`.
+ */
+export interface RetryPolicyInput {
+  /** Deliveries in all, the first included (1 = no retry); at most 1000. */
+  maxAttempts: number;
+  /** Wait before retry 1, 2, …; the last one repeats. */
+  delays?: readonly Duration[];
+  /** Or: delay n = min(maxDelay, initialDelay × factor^(n-1)). */
+  backoff?: { initialDelay: Duration; factor?: number; maxDelay?: Duration };
+}
 export type RetryPolicy = z.output<typeof retryPolicySchema>;
 
 /** The wait before retry number `retry` (1 for the first retry), in ms. */

@@ -245,5 +245,10 @@ export function defineTopology(definition: TopologyDefinition): Topology {
   };
 }
 
+/** Whether a message published to `exchange` can be routed by this topology's declarations: '' (the default exchange), a built-in `amq.*` one, or one it declares. */
+export function knowsExchange(topology: Topology, exchange: string): boolean {
+  return exchange === '' || BUILT_IN_EXCHANGES.has(exchange) || topology.exchange(exchange) !== undefined;
+}
+
 /** An empty topology: warren declares nothing. */
 export const emptyTopology: Topology = defineTopology({});

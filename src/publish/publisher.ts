@@ -149,7 +149,7 @@ export class Publisher implements CopyPublisher {
 
   #publish(contract: MessageContract, payload: unknown, options: PublishOptions, messageId: string, trace: PublishTrace | undefined, startedAt: number): Promise<PublishReceipt> {
     const routingKey = options.routingKey ?? contract.routingKey;
-    if (this.#closing) throw new ClosedError(`Cannot publish message ${messageId} ('${contract.name}'): warren is closing.`);
+    if (this.#closing) throw new ClosedError(`Cannot publish message ${messageId} ('${contract.name}'): warren is ${this.#closed ? 'closed' : 'closing'}.`);
     checkOptions(options);
     validatePayload(contract, payload);
     if (options.headers !== undefined) checkHeaders(contract.name, options.headers);

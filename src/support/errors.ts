@@ -134,39 +134,48 @@ export interface ArgumentDifference {
   actual: unknown;
 }
 
+/** One queue or exchange that exists on the broker with other properties than declared. */
+export interface Mismatch {
+  readonly kind: 'queue' | 'exchange';
+  readonly entity: string;
+  readonly differences: readonly ArgumentDifference[];
+  /** The broker's own text (it names one differing argument). */
+  readonly brokerMessage: string;
+}
+
+function describeMismatch(m: Mismatch): string {
+  const detail =
+    m.differences.length > 0 ? m.differences.map((d) => `${d.argument}: declared ${JSON.stringify(d.declared)}, broker has ${JSON.stringify(d.actual)}`).join('; ') : m.brokerMessage;
+  return `the ${m.kind} '${m.entity}' (${detail})`;
+}
+
 /**
- * A queue or exchange exists on the broker with other properties than declared (AMQP 406).
- * warren does not delete or change it: change the declaration, or delete the entity on the broker.
+ * Queues or exchanges exist on the broker with other properties than declared (AMQP 406).
+ * `mismatches` lists every one (the queues you declared before the ones warren generates, such
+ * as `.dlq`); `kind`, `entity`, `differences` and `brokerMessage` are the first's. warren does not
+ * delete or change them: change the declaration, or delete them on the broker.
  */
 export class TopologyMismatchError extends WarrenError {
   readonly kind: 'queue' | 'exchange';
   readonly entity: string;
   readonly differences: readonly ArgumentDifference[];
   readonly brokerMessage: string;
+  readonly mismatches: readonly Mismatch[];
 
-  constructor(
-    kind: 'queue' | 'exchange',
-    entity: string,
-    differences: readonly ArgumentDifference[],
-    brokerMessage: string,
-    options: WarrenErrorOptions = {},
-  ) {
-    const detail =
-      differences.length > 0
-        ? differences
-            .map((d) => `${d.argument}: declared ${JSON.stringify(d.declared)}, broker has ${JSON.stringify(d.actual)}`)
-            .join('; ')
-        : brokerMessage;
+  constructor(mismatches: readonly [Mismatch, ...Mismatch[]], options: WarrenErrorOptions = {}) {
+    const [first] = mismatches;
+    const what = mismatches.length === 1 ? `The ${first.kind} '${first.entity}' exists` : `${mismatches.length} queues or exchanges exist`;
     super(
       'TOPOLOGY_MISMATCH',
-      `The ${kind} '${entity}' exists on the broker with other properties than declared (${detail}). ` +
-        `Change the declaration to match, or delete the ${kind} on the broker so warren can re-create it.`,
+      `${what} on the broker with other properties than declared: ${mismatches.map(describeMismatch).join('; ')}. ` +
+        `Change the declaration to match, or delete ${mismatches.length === 1 ? `the ${first.kind}` : 'them'} on the broker so warren can re-create ${mismatches.length === 1 ? 'it' : 'them'}.`,
       options,
     );
-    this.kind = kind;
-    this.entity = entity;
-    this.differences = differences;
-    this.brokerMessage = brokerMessage;
+    this.kind = first.kind;
+    this.entity = first.entity;
+    this.differences = first.differences;
+    this.brokerMessage = first.brokerMessage;
+    this.mismatches = mismatches;
   }
 }
 

@@ -1,8 +1,9 @@
 import { withChannel } from '../amqp/close.js';
 import { amqpCode, brokerText, ReplyCode, replyCodeName } from '../amqp/reply-codes.js';
 import type { Channel, Link } from '../amqp/transport.js';
-import type { Topology } from '../define/topology.js';
-import { TopologyError, TopologyMismatchError } from '../support/errors.js';
+import { DLQ_DELIVERY_LIMIT, type Topology } from '../define/topology.js';
+import type { Logger } from '../support/logger.js';
+import { TopologyError, TopologyMismatchError, type Mismatch } from '../support/errors.js';
 import { differenceFromText, diff, exchangeShape, queueShape } from './diff.js';
 import type { ManagementClient } from './management.js';
 import { describeStep, planQueue, planTopology, type Step } from './plan.js';
@@ -12,6 +13,8 @@ export interface DeclareTarget {
   readonly topology: Topology;
   readonly vhost: string;
   readonly management: ManagementClient | undefined;
+  /** Where an entity an earlier warren declared differently, and that still works, is reported. */
+  readonly log: Logger;
 }
 
 /** Asserts every exchange, queue and binding of the topology on the broker. */
@@ -34,11 +37,13 @@ export async function assertQueueOf(link: Link, target: DeclareTarget, queueName
 
 /**
  * Runs every step. A failed step closes the channel (406, 404, …): the rest go on, on a new one,
- * so one mismatched entity does not keep the others from being declared. The first failure is
- * thrown at the end.
+ * so one mismatched entity does not keep the others from being declared. Then every mismatch is
+ * reported in one TopologyMismatchError (the user's entities before warren's generated queues),
+ * or the first other failure is thrown.
  */
 async function runSteps(link: Link, target: DeclareTarget, steps: readonly Step[]): Promise<void> {
-  let first: Error | undefined;
+  const mismatches: { mismatch: Mismatch; generated: boolean; cause: unknown }[] = [];
+  let other: Error | undefined;
   let next = 0;
   while (next < steps.length) {
     await withChannel(link, async (ch) => {
@@ -47,13 +52,31 @@ async function runSteps(link: Link, target: DeclareTarget, steps: readonly Step[
         try {
           await runStep(ch, step);
         } catch (err) {
-          first ??= await explain(err, step, target);
+          const explained = await explain(err, step, target);
+          const generated = step.kind === 'queue' && step.queue.deadLetterOf !== undefined;
+          if (!('entity' in explained)) other ??= explained;
+          else if (generated && isLegacyDeadLetterQueue(explained)) {
+            target.log.warn(
+              { queue: explained.entity, differences: explained.differences },
+              'this dead-letter queue was declared by an earlier warren without x-delivery-limit; it is used as it is, but on RabbitMQ 4.0-4.2 reading a dead letter 20 times (peek) drops it: when it is empty, delete it so warren declares it again',
+            );
+          } else mismatches.push({ mismatch: explained, generated, cause: err });
           return; // this channel is closed now
         }
       }
     });
   }
-  if (first !== undefined) throw first;
+  if (mismatches.length > 0) {
+    const ordered = [...mismatches.filter((m) => !m.generated), ...mismatches.filter((m) => m.generated)];
+    const [first, ...rest] = ordered.map((m) => m.mismatch);
+    if (first !== undefined) throw new TopologyMismatchError([first, ...rest], { cause: ordered[0]?.cause });
+  }
+  if (other !== undefined) throw other;
+}
+
+/** A `.dlq` that differs only in the delivery limit warren now declares on quorum dead-letter queues. */
+function isLegacyDeadLetterQueue(m: Mismatch): boolean {
+  return m.differences.length > 0 && m.differences.every((d) => d.argument === 'x-delivery-limit' && d.declared === DLQ_DELIVERY_LIMIT);
 }
 
 async function runStep(ch: Channel, step: Step): Promise<void> {
@@ -74,7 +97,8 @@ async function runStep(ch: Channel, step: Step): Promise<void> {
   }
 }
 
-async function explain(err: unknown, step: Step, target: DeclareTarget): Promise<Error> {
+/** A mismatch, explained with the management API's view when there is one; or the TopologyError for any other refusal. */
+async function explain(err: unknown, step: Step, target: DeclareTarget): Promise<Mismatch | TopologyError> {
   const code = amqpCode(err);
   const text = brokerText(err);
   if (code === ReplyCode.PRECONDITION_FAILED && step.kind !== 'binding') {
@@ -88,7 +112,7 @@ async function explain(err: unknown, step: Step, target: DeclareTarget): Promise
           : await target.management.queue(target.vhost, entity);
     const declared = kind === 'exchange' ? exchangeShape(step.exchange) : queueShape(step.queue);
     const differences = actual !== undefined ? diff(declared, actual) : differenceFromText(declared, text);
-    return new TopologyMismatchError(kind, entity, differences, text, { cause: err });
+    return { kind, entity, differences, brokerMessage: text };
   }
   const name = replyCodeName(code);
   return new TopologyError(`Declaring ${describeStep(step)} failed${name !== undefined ? ` (${code} ${name})` : ''}: ${text}`, { cause: err });
@@ -100,19 +124,31 @@ async function explain(err: unknown, step: Step, target: DeclareTarget): Promise
  * Durable, and replicated like its queue: a quorum queue's wait queues are quorum queues that
  * dead-letter at-least-once, so a message waiting for its retry survives the loss of a node.
  */
-export async function assertWaitQueue(link: Link, queue: string, type: 'classic' | 'quorum' | 'stream', waitQueue: string, delayMs: number): Promise<void> {
+export async function assertWaitQueue(link: Link, queue: string, type: 'classic' | 'quorum' | 'stream', waitQueue: string, delayMs: number, log: Logger): Promise<void> {
   const args: Record<string, unknown> = { 'x-queue-type': type === 'quorum' ? 'quorum' : 'classic', 'x-message-ttl': delayMs, 'x-dead-letter-exchange': '', 'x-dead-letter-routing-key': queue };
   if (type === 'quorum') {
     args['x-dead-letter-strategy'] = 'at-least-once';
     args['x-overflow'] = 'reject-publish'; // at-least-once dead-lettering requires it
   }
+  let refused: unknown;
   await withChannel(link, async (ch) => {
     try {
       await ch.assertQueue(waitQueue, { durable: true, exclusive: false, autoDelete: false, arguments: args });
     } catch (err) {
-      throw new TopologyError(`Declaring retry wait queue '${waitQueue}' failed: ${brokerText(err)}. Delete it if it was declared with other arguments.`, {
-        cause: err,
-      });
+      if (amqpCode(err) !== ReplyCode.PRECONDITION_FAILED) {
+        throw new TopologyError(`Declaring retry wait queue '${waitQueue}' failed: ${brokerText(err)}.`, { cause: err });
+      }
+      refused = err;
     }
   });
+  if (refused === undefined) return;
+  // It exists with other arguments: declared by an earlier warren (a classic wait queue of a
+  // quorum queue, say). Its name holds the delay and the queue, so it still works as one.
+  await withChannel(link, (ch) => ch.checkQueue(waitQueue)).catch((err: unknown) => {
+    throw new TopologyError(`Declaring retry wait queue '${waitQueue}' failed: ${brokerText(refused)}; and it cannot be used as it is: ${brokerText(err)}.`, { cause: err });
+  });
+  log.warn(
+    { waitQueue, broker: brokerText(refused) },
+    'this retry wait queue exists with other arguments (declared by an earlier warren?); it is used as it is; when it is empty, delete it so warren declares it as its queue is (replicated for a quorum queue)',
+  );
 }

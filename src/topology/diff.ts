@@ -12,6 +12,8 @@ export function queueShape(q: DeclaredQueue): ManagedEntity {
   return { durable: q.durable, auto_delete: q.autoDelete, exclusive: q.exclusive, arguments: { ...q.arguments } };
 }
 
+const BROKER_DEFAULTS: Record<string, unknown> = { 'x-queue-type': 'classic' };
+
 const FLAG_NAMES: Record<string, string> = { type: 'type', durable: 'durable', auto_delete: 'autoDelete', exclusive: 'exclusive', internal: 'internal' };
 
 /** The differences between what warren declares and what the management API reports. */
@@ -22,8 +24,10 @@ export function diff(declared: ManagedEntity, actual: ManagedEntity): ArgumentDi
     const a = (actual as Record<string, unknown>)[key];
     if (d !== undefined && a !== undefined && d !== a) out.push({ argument: label, declared: d, actual: a });
   }
-  const dArgs = declared.arguments ?? {};
-  const aArgs = actual.arguments ?? {};
+  // A default the broker fills in is not a difference (4.x lists x-queue-type on every queue; 3.x
+  // only where it was declared).
+  const dArgs = { ...BROKER_DEFAULTS, ...declared.arguments };
+  const aArgs = { ...BROKER_DEFAULTS, ...actual.arguments };
   for (const key of new Set([...Object.keys(dArgs), ...Object.keys(aArgs)])) {
     const d = dArgs[key];
     const a = aArgs[key];

@@ -133,6 +133,9 @@ describe('connect()', () => {
     const err = await connect({ urls: [DEAD_URL], initialConnectTimeout: 1500, name: uniqueName('svc') }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ConnectionError);
     expect((err as WarrenError).code).toBe('CONNECTION_FAILED');
+    // Advice for whoever reads it in a production log, not a contributor's docker hint.
+    expect((err as Error).message).toMatch(/Check that the broker is running/);
+    expect((err as Error).message).not.toMatch(/docker/);
     expect(Date.now() - started).toBeLessThan(5000);
   });
 

@@ -3,7 +3,7 @@
 import { gzipSync } from 'node:zlib';
 import type { GetMessage } from 'amqplib';
 import { afterEach, describe, expect, it } from 'vitest';
-import { defineConsumer, NonRetryableError, ValidationError, WarrenHeader, type Warren } from '../../src/index.js';
+import { defineConsumer, NonRetryableError, ValidationError, WarrenHeader, type RetryPolicy, type Warren } from '../../src/index.js';
 import { cleanupTracked, drainQueue, queueCounts, track, waitFor, withRawChannel } from '../helpers/broker.js';
 import { closeClients, openClient, pingSetup } from '../helpers/warren.js';
 
@@ -158,7 +158,7 @@ describe('a poison publish', () => {
 });
 
 describe('hostile bodies and headers', () => {
-  async function consumeAll(warren: Warren, s: ReturnType<typeof pingSetup>, options: { maxMessageBytes?: number; retry?: { maxAttempts: number; delays: string[] } } = {}) {
+  async function consumeAll(warren: Warren, s: ReturnType<typeof pingSetup>, options: { maxMessageBytes?: number; retry?: RetryPolicy } = {}) {
     const handled: { id: string; attempt: number }[] = [];
     let failFirst = true;
     await warren.consume(

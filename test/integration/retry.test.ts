@@ -210,4 +210,37 @@ describe('retry with delay, dead letters', () => {
     expect(counts.at(-1)).toBe(2);
     expect((await warren.peekDeadLetters(s.queue))[0]).toMatchObject({ reason: 'delivery_limit', originalExchange: s.exchange });
   });
+
+  it('quorum queue: 50 peeks leave every dead letter in place and in order (a delivery limit never drops them)', async () => {
+    expect.hasAssertions();
+    const s = setup([], 'quorum');
+    const warren = await openClient({ topology: s.topology });
+    await warren.consume(
+      defineConsumer({
+        queue: s.queue,
+        message: s.message,
+        handle: () => {
+          throw new NonRetryableError('no');
+        },
+      }),
+    );
+    for (const n of [1, 2, 3]) await warren.publish(s.message, { id: `d${n}`, n });
+    await waitFor(async () => (await queueCounts(s.dlq)).messages === 3, 'three dead letters');
+    for (let i = 0; i < 50; i += 1) await warren.peekDeadLetters(s.queue, 2);
+    const all = await warren.peekDeadLetters(s.queue, 10);
+    expect(all.map((d) => (d.body as { id: string }).id)).toEqual(['d1', 'd2', 'd3']);
+    expect(all.every((d) => d.reason === 'non-retryable')).toBe(true);
+    expect((await queueCounts(s.dlq)).messages).toBe(3);
+  });
+
+  it("quorum queue: its wait queues and its .dlq are quorum queues too; the wait queues dead-letter at-least-once", async () => {
+    expect.hasAssertions();
+    const s = setup(['1s'], 'quorum');
+    const warren = await openClient({ topology: s.topology });
+    await warren.consume(defineConsumer({ queue: s.queue, message: s.message, retry: { maxAttempts: 2, delays: ['1s'] }, handle: () => undefined }));
+    const wait = await management.queue(`${s.queue}.retry.1s`);
+    expect(wait).toMatchObject({ type: 'quorum', durable: true });
+    expect(wait?.arguments).toMatchObject({ 'x-queue-type': 'quorum', 'x-message-ttl': 1000, 'x-dead-letter-strategy': 'at-least-once', 'x-overflow': 'reject-publish' });
+    expect(await management.queue(s.dlq)).toMatchObject({ type: 'quorum', durable: true });
+  });
 });

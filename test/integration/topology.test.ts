@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { connect, defineMessage, defineTopology, TopologyMismatchError, type Topology, type WarrenError } from '../../src/index.js';
-import { brokerUrls, cleanupTracked, management, track, uniqueName, waitFor, withRawChannel } from '../helpers/broker.js';
+import { connect, defineConsumer, defineMessage, defineTopology, TopologyMismatchError, type Topology, type WarrenError } from '../../src/index.js';
+import { brokerUrls, cleanupTracked, management, memoryLogger, track, uniqueName, waitFor, withRawChannel } from '../helpers/broker.js';
 import { startTcpProxy } from '../helpers/tcp-proxy.js';
 import { closeClients, openClient } from '../helpers/warren.js';
 
@@ -138,7 +138,70 @@ describe('defineTopology() on the broker', () => {
     expect(fromText.differences).toEqual([expect.objectContaining({ argument: 'x-max-length', declared: 10 })]);
 
     // warren never changes an existing entity.
-    expect((await management.queue(q))?.arguments).toEqual({ 'x-max-length': 5 });
+    expect((await management.queue(q))?.arguments).toMatchObject({ 'x-max-length': 5 }); // (4.x also lists x-queue-type)
+  });
+
+  it('reports every mismatching entity at once, the queue the user declared before the .dlq warren generates for it', async () => {
+    expect.hasAssertions();
+    const q = track.queue(uniqueName('q'));
+    track.queue(`${q}.dlq`);
+    const e = track.exchange(uniqueName('ex'));
+    // Yesterday's deployment: a classic queue with its classic .dlq, and a direct exchange.
+    const before = defineTopology({ exchanges: { [e]: { type: 'direct' } }, queues: { [q]: { deadLetter: true, bindings: [{ exchange: e }] } } });
+    const first = await openClient({ topology: before });
+    await first.close();
+    // Today's: the queue became a quorum queue (so its .dlq would be one too), the exchange a topic one.
+    const after = defineTopology({ exchanges: { [e]: { type: 'topic' } }, queues: { [q]: { type: 'quorum', deadLetter: true, bindings: [{ exchange: e }] } } });
+    const err = await expectMismatch(after, { withManagement: true });
+    expect(err.mismatches.map((m) => m.entity)).toEqual([e, q, `${q}.dlq`]);
+    expect(err).toMatchObject({ kind: 'exchange', entity: e });
+    expect(err.mismatches[1]?.differences).toContainEqual({ argument: 'x-queue-type', declared: 'quorum', actual: 'classic' });
+    // Only real differences: a default the broker fills in (4.x lists x-queue-type: classic on every classic queue) is none.
+    for (const m of err.mismatches) for (const d of m.differences) expect(d.declared).not.toBeUndefined();
+    expect(err.message).toMatch(new RegExp(`3 queues or exchanges exist on the broker with other properties than declared: the exchange '${e}'.*the queue '${q}'.*the queue '${q}\\.dlq'`));
+  });
+
+  it('finds no difference in a classic queue declared before warren sent x-queue-type', async () => {
+    expect.hasAssertions();
+    const q = track.queue(uniqueName('q'));
+    await withRawChannel(async (ch) => void (await ch.assertQueue(q, { durable: true, arguments: { 'x-max-length': 5 } })));
+    const err = await expectMismatch(defineTopology({ queues: { [q]: { maxLength: 6 } } }), { withManagement: true });
+    expect(err.differences).toEqual([{ argument: 'x-max-length', declared: 6, actual: 5 }]);
+    const fine = await openClient({ topology: defineTopology({ queues: { [q]: { maxLength: 5 } } }) });
+    expect(fine.health().ok).toBe(true);
+  });
+
+  it('keeps working with a .dlq and a retry wait queue an earlier warren declared differently, and says how to bring them up to date', async () => {
+    expect.hasAssertions();
+    const q = track.queue(uniqueName('q'));
+    track.queue(`${q}.dlq`);
+    const wait = track.queue(`${q}.retry.100ms`);
+    // As warren 0.1.0 declared them: a quorum .dlq without a delivery limit, a classic wait queue.
+    await withRawChannel(async (ch) => {
+      await ch.assertQueue(`${q}.dlq`, { durable: true, arguments: { 'x-queue-type': 'quorum' } });
+      await ch.assertQueue(wait, { durable: true, arguments: { 'x-message-ttl': 100, 'x-dead-letter-exchange': '', 'x-dead-letter-routing-key': q } });
+    });
+    const log = memoryLogger('warn');
+    const Ping = defineMessage({ name: 'ping', exchange: '', routingKey: q, schema: z.object({ n: z.number() }) });
+    const warren = await openClient({ topology: defineTopology({ queues: { [q]: { type: 'quorum', deadLetter: true } } }), logger: log.logger });
+    const attempts: number[] = [];
+    await warren.consume(
+      defineConsumer({
+        queue: q,
+        message: Ping,
+        retry: { maxAttempts: 2, delays: ['100ms'] },
+        handle: (_p, ctx) => {
+          attempts.push(ctx.attempt);
+          if (ctx.attempt === 1) throw new Error('once');
+        },
+      }),
+    );
+    await warren.publish(Ping, { n: 1 });
+    await waitFor(() => attempts.length === 2, 'the retry through the old wait queue');
+    const warnings = log.records().map((r) => String(r['msg']));
+    expect(warnings).toContainEqual(expect.stringContaining('declared by an earlier warren without x-delivery-limit'));
+    expect(warnings).toContainEqual(expect.stringContaining('this retry wait queue exists with other arguments'));
+    expect((await management.queue(wait))?.type).toBe('classic'); // never changed by warren
   });
 
   it('rejects an exchange declared with another type, naming it and the type', async () => {
@@ -179,7 +242,7 @@ describe('defineTopology() on the broker', () => {
     expect(warren.state).toBe('open');
     // Usable on the broker's queue: a publish is confirmed and lands there.
     await expect(warren.publish(toQueue, { n: 1 })).resolves.toHaveProperty('messageId');
-    expect((await management.queue(q))?.arguments).toEqual({ 'x-max-length': 99 });
+    expect((await management.queue(q))?.arguments).toMatchObject({ 'x-max-length': 99 });
     // No reconnect loop: one reconnect, no failed attempts, one error.
     expect({ connected, reconnecting, errors: errors.length, state: warren.state }).toEqual({ connected: 1, reconnecting: 0, errors: 1, state: 'open' });
   });

@@ -1,6 +1,7 @@
 import net, { type AddressInfo } from 'node:net';
 import { afterEach, beforeEach, describe, expect, it, vi, type MockInstance } from 'vitest';
-import { ConfigError, ConnectionError, connect, type ConnectOptions } from '../../src/index.js';
+import { z } from 'zod';
+import { ConfigError, ConnectionError, connect, defineMessage, defineTopology, type ConnectOptions, type Duration } from '../../src/index.js';
 
 // Every TCP (and TLS) connection amqplib opens goes through net.Socket#connect: a ConfigError
 // must come before any of them.
@@ -37,10 +38,11 @@ describe('connect() options', () => {
     ['an unknown option', { urls: [url], hearbeat: '10s' } as ConnectOptions],
     ['an unknown reconnect option', { urls: [url], reconnect: { maxDelay: '30s', jitter: true } } as ConnectOptions],
     ['an unknown publisher option', { urls: [url], publisher: { maxInflight: 10 } } as ConnectOptions],
-    ['a bad duration', { urls: [url], heartbeat: 'soon' }],
-    ['a duration in an unknown unit', { urls: [url], initialConnectTimeout: '1d' }],
+    // Malformed durations no longer compile; a JavaScript caller can still pass one.
+    ['a bad duration', { urls: [url], heartbeat: 'soon' as Duration }],
+    ['a duration in an unknown unit', { urls: [url], initialConnectTimeout: '1d' as Duration }],
     ['a negative duration', { urls: [url], connectTimeout: -1 }],
-    ['a bad nested duration', { urls: [url], publisher: { timeout: '10 parsecs' } }],
+    ['a bad nested duration', { urls: [url], publisher: { timeout: '10 parsecs' as Duration } }],
     ['a reconnect factor below 1', { urls: [url], reconnect: { factor: 0.5 } }],
     ['a publish window of 0', { urls: [url], publisher: { maxInFlight: 0 } }],
     ['an empty name', { urls: [url], name: '' }],
@@ -56,7 +58,7 @@ describe('connect() options', () => {
     expect.hasAssertions();
     const err = await configError({
       urls: ['amqp://u:s3cr3t@localhost:5672', 'http://not-amqp'],
-      heartbeat: 'soon',
+      heartbeat: 'soon' as Duration,
       reconnect: { factor: 0 },
       publisher: { maxInFlight: 0 },
       surprise: true,
@@ -110,5 +112,16 @@ describe('connect() options', () => {
     } finally {
       await new Promise<void>((resolve) => server.close(() => resolve()));
     }
+  });
+
+  it('names each published contract whose exchange the topology does not declare, before connecting', async () => {
+    expect.hasAssertions();
+    const topology = defineTopology({ exchanges: { orders: { type: 'topic' } } });
+    const Placed = defineMessage({ name: 'order.placed', exchange: 'orders', routingKey: 'order.placed', schema: z.object({}) });
+    const Shipped = defineMessage({ name: 'order.shipped', exchange: 'shipments', routingKey: 'order.shipped', schema: z.object({}) });
+    const Direct = defineMessage({ name: 'job', exchange: '', routingKey: 'jobs', schema: z.object({}) });
+    const Fanout = defineMessage({ name: 'audit', exchange: 'amq.fanout', routingKey: '', schema: z.object({}) });
+    const err = await configError({ urls: [url], topology, messages: [Placed, Shipped, Direct, Fanout] });
+    expect(err.problems).toEqual([expect.stringMatching(/^messages\.1: contract 'order\.shipped' publishes to exchange 'shipments', which the topology does not declare/)]);
   });
 });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { ConfigError, defineConsumer, defineMessage, type ConsumerDefinition } from '../../src/index.js';
+import { ConfigError, defineConsumer, defineMessage, type ConsumerDefinition, type Duration } from '../../src/index.js';
 
 const Ping = defineMessage({ name: 'ping', exchange: '', routingKey: 'pings', schema: z.object({ n: z.number() }) });
 type PingDefinition = ConsumerDefinition<typeof Ping, 'auto' | 'manual' | 'none'>;
@@ -78,7 +78,7 @@ describe('defineConsumer', () => {
   it.each<[string, NonNullable<PingDefinition['retry']>, Partial<PingDefinition>]>([
     ['maxAttempts above 1 without delays', { maxAttempts: 3 }, {}],
     ['both delays and backoff', { maxAttempts: 3, delays: ['1s'], backoff: { initialDelay: '1s' } }, {}],
-    ['a bad delay', { maxAttempts: 3, delays: ['soon'] }, {}],
+    ['a bad delay (a JavaScript caller; it does not compile)', { maxAttempts: 3, delays: ['soon' as Duration] }, {}],
     ['maxAttempts 0', { maxAttempts: 0 }, {}],
     ['a retry policy with ackMode none', { maxAttempts: 3, delays: ['1s'] }, { ackMode: 'none' }],
     ["a retry policy with onError 'requeue'", { maxAttempts: 3, delays: ['1s'] }, { onError: 'requeue' }],

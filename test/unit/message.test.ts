@@ -85,6 +85,18 @@ describe('validatePayload', () => {
   });
 });
 
+describe('defineMessage with a schema that is not zod 4', () => {
+  it('says it needs zod 4, and recognises a zod 3 schema', () => {
+    // What a zod 3 schema looks like from the outside: a _def, parse methods, no _zod.
+    const zod3 = { _def: { typeName: 'ZodObject' }, parse: () => ({}), safeParse: () => ({ success: true }) };
+    const err = thrown(() => defineMessage({ name: 'm', exchange: '', routingKey: 'q', schema: zod3 as unknown as z.ZodType }));
+    expect(err).toBeInstanceOf(ConfigError);
+    expect((err as ConfigError).problems).toEqual([expect.stringMatching(/schema: must be a zod 4 schema: this one is from zod 3/)]);
+    const other = thrown(() => defineMessage({ name: 'm', exchange: '', routingKey: 'q', schema: {} as unknown as z.ZodType }));
+    expect((other as ConfigError).problems).toEqual([expect.stringMatching(/schema: must be a zod 4 schema/)]);
+  });
+});
+
 describe('encodeJson / decodeBody', () => {
   const Anything = defineMessage({ name: 'any', exchange: '', routingKey: 'q', schema: z.any() });
 

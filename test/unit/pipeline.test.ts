@@ -30,7 +30,7 @@ const topology = defineTopology({
     shipping: { bindings: [binding], deadLetter: { exchange: 'graveyard', routingKey: 'shipping.dead' } },
   },
 });
-const policy = { maxAttempts: 3, delays: ['1s', '5s'] };
+const policy = { maxAttempts: 3, delays: ['1s', '5s'] as const };
 const order = (orderId = 'o-1') => ({ body: { orderId } });
 
 const clients: { warren: Warren; transport: ScriptedTransport }[] = [];

@@ -358,4 +358,16 @@ describe('Publisher over a scripted transport', () => {
       failed: 1,
     });
   });
+
+  it("refuses a publish after close() has finished as closed, not as 'closing'", async () => {
+    expect.hasAssertions();
+    const { warren, transport } = await start();
+    const pending = warren.publish(Ping, { n: 1 });
+    const closing = warren.close();
+    transport.published[0]?.ack();
+    await pending;
+    await closing;
+    const after = await rejection(warren.publish(Ping, { n: 3 }));
+    expect(after).toMatchObject({ code: 'CLOSED', message: expect.stringMatching(/warren is closed\./) });
+  });
 });
