@@ -1,6 +1,7 @@
 import type { PublishProperties } from '../amqp/transport.js';
 import type { MessageContract } from '../define/message.js';
-import { ConfigError } from '../support/errors.js';
+import { encodedTableSize, headerProblems, MAX_HEADERS_BYTES } from '../amqp/field-table.js';
+import { ConfigError, ValidationError } from '../support/errors.js';
 
 /** Per-call options of `publish()`. */
 export interface PublishOptions {
@@ -50,4 +51,15 @@ export function propertiesFor(contract: MessageContract, options: PublishOptions
   if (options.priority !== undefined) props.priority = options.priority;
   if (options.replyTo !== undefined) props.replyTo = options.replyTo;
   return props;
+}
+
+/** Refuses headers the encoder or the broker would refuse (the latter by closing the connection for everything in flight). */
+export function checkHeaders(messageName: string, headers: Readonly<Record<string, unknown>>): void {
+  const problems = headerProblems(headers);
+  if (problems.length === 0) {
+    const size = encodedTableSize(headers);
+    if (size <= MAX_HEADERS_BYTES) return;
+    problems.push({ path: ['headers'], message: `${size} bytes once encoded, over the ${MAX_HEADERS_BYTES}-byte limit of an AMQP headers table; send large data in the body` });
+  }
+  throw new ValidationError(messageName, problems.map((p) => ({ path: p.path, message: p.message, code: 'custom' })));
 }

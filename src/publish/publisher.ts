@@ -1,7 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { ConnectionManager } from '../amqp/connection.js';
 import { LiveChannel } from '../amqp/live-channel.js';
-import { encodedTableSize, headerProblems, MAX_HEADERS_BYTES } from '../amqp/field-table.js';
 import { amqpCode, brokerText, refusedExchange } from '../amqp/reply-codes.js';
 import type { ConfirmChannel, ConfirmResult, PublishProperties, Returned } from '../amqp/transport.js';
 import type { CopyPublisher } from '../dead-letter/copy.js';
@@ -19,7 +18,8 @@ import {
 } from '../support/errors.js';
 import type { Logger } from '../support/logger.js';
 import { PublishBuffer, type Pending } from './buffer.js';
-import { checkOptions, propertiesFor, type PublishOptions } from './options.js';
+import { Quarantine } from './quarantine.js';
+import { checkHeaders, checkOptions, propertiesFor, type PublishOptions } from './options.js';
 import { counterOf, endTrace, newCounts, type PublisherStats } from './stats.js';
 
 export type { PublisherStats };
@@ -65,10 +65,7 @@ export class Publisher implements CopyPublisher {
   #writable = true;
   /** Messages whose confirm was lost with the channel: put back in order when its 'close' comes. */
   #lostOnClose: Pending[] = [];
-  /** Those of the last channel close, until the link says whether the broker closed it with an error. */
-  #lastLost: Pending[] = [];
-  /** A suspect sent alone (see Pending.suspect); nothing else is sent until it settles. */
-  #solo: Pending | undefined;
+  readonly #quarantine = new Quarantine();
   #sweepTimer: NodeJS.Timeout | undefined;
   /** close() was called: no new publishes; accepted ones still go out. */
   #closing = false;
@@ -233,12 +230,8 @@ export class Publisher implements CopyPublisher {
   #pump(): void {
     const ch = this.#channel;
     if (ch === undefined || !this.#writable || this.#conn.state !== 'open') return;
-    while (this.#inFlight.size < this.#settings.maxInFlight && this.#solo === undefined) {
-      if (this.#buffer.peek()?.suspect === true) {
-        // A suspect goes out alone: if the broker closes on it again, it is the one at fault.
-        if (this.#inFlight.size > 0) break;
-        this.#solo = this.#buffer.peek();
-      }
+    while (this.#inFlight.size < this.#settings.maxInFlight && !this.#quarantine.holding) {
+      if (!this.#quarantine.admit(this.#buffer.peek(), this.#inFlight.size)) break;
       const p = this.#buffer.shift();
       if (p === undefined) break;
       if (!this.#send(ch, p)) break;
@@ -305,7 +298,7 @@ export class Publisher implements CopyPublisher {
   #settle(p: Pending, err: Error | undefined): void {
     if (p.settled) return;
     p.settled = true;
-    if (p === this.#solo) this.#solo = undefined;
+    this.#quarantine.settled(p);
     if (p.kind === 'publish') this.#counts[counterOf(err)] += 1;
     if (p.trace !== undefined) endTrace(p.trace, p.startedAt, err);
     if (err === undefined) p.resolve({ messageId: p.messageId });
@@ -315,8 +308,7 @@ export class Publisher implements CopyPublisher {
   #adopt(ch: ConfirmChannel): void {
     this.#channel = ch;
     this.#writable = true;
-    // A suspect that was alone on the last channel and not found at fault is tried alone again.
-    this.#solo = undefined;
+    this.#quarantine.channelOpened();
     ch.on('drain', () => {
       if (this.#channel !== ch) return;
       this.#writable = true;
@@ -335,35 +327,19 @@ export class Publisher implements CopyPublisher {
     const lost = this.#lostOnClose.splice(0);
     if (lost.length > 0) this.#log.info({ count: lost.length }, 'publish channel closed with unconfirmed messages; re-publishing them');
     this.#buffer.pushFront(lost);
-    // A connection-level error comes on the link's 'lost' right after this (same turn).
-    this.#lastLost = lost;
+    this.#quarantine.channelClosed(lost);
     if (err !== undefined) this.#judge(err);
     this.#checkIdle();
   }
 
-  /**
-   * The broker closed the channel or the connection. If it did so with an error that a message
-   * can cause (a code ≥ 400, not 320 CONNECTION_FORCED, not the network), what was in flight is
-   * suspect; a suspect that was alone in flight is the cause, and fails instead of closing the
-   * connection again on every reconnect.
-   */
+  /** The broker closed the channel or the connection: see Quarantine. */
   #judge(err: Error): void {
+    const cause = this.#quarantine.judge(err);
+    if (cause === undefined) return;
     const code = amqpCode(err);
-    const lost = this.#lastLost;
-    this.#lastLost = [];
-    // A refused exchange names its culprits, and they have failed already (#onLostConfirm).
-    if (code === undefined || code < 400 || refusedExchange(err) !== undefined) return;
-    const solo = this.#solo;
-    this.#solo = undefined;
-    for (const p of lost) {
-      if (p.settled) continue;
-      if (p === solo) {
-        this.#log.error({ messageId: p.messageId, err }, 'the broker closed the connection again while only this message was in flight; failing it instead of re-sending it');
-        this.#settle(p, new PublishError(p, `the broker closed the ${code >= 500 ? 'connection' : 'channel'} each time it was sent (${brokerText(err)}); it was not sent again`, code, { cause: err }));
-      } else {
-        p.suspect = true;
-      }
-    }
+    this.#log.error({ messageId: cause.messageId, err }, 'the broker closed the connection again while only this message was in flight; failing it instead of re-sending it');
+    const what = code !== undefined && code >= 500 ? 'connection' : 'channel';
+    this.#settle(cause, new PublishError(cause, `the broker closed the ${what} each time it was sent (${brokerText(err)}); it was not sent again`, code, { cause: err }));
   }
 
   #onReturn(msg: Returned): void {
@@ -448,17 +424,6 @@ export class Publisher implements CopyPublisher {
     this.#channel = undefined;
     await this.#live.close();
   }
-}
-
-/** Refuses headers the encoder or the broker would refuse (the latter by closing the connection for everything in flight). */
-function checkHeaders(messageName: string, headers: Readonly<Record<string, unknown>>): void {
-  const problems = headerProblems(headers);
-  if (problems.length === 0) {
-    const size = encodedTableSize(headers);
-    if (size <= MAX_HEADERS_BYTES) return;
-    problems.push({ path: ['headers'], message: `${size} bytes once encoded, over the ${MAX_HEADERS_BYTES}-byte limit of an AMQP headers table; send large data in the body` });
-  }
-  throw new ValidationError(messageName, problems.map((p) => ({ path: p.path, message: p.message, code: 'custom' })));
 }
 
 function asError(err: unknown): Error {
