@@ -88,4 +88,4 @@ export {
   ValidationError,
   WarrenError,
 } from './support/errors.js';
-export type { ArgumentDifference, ValidationIssue, WarrenErrorCode } from './support/errors.js';
+export type { ArgumentDifference, Mismatch, ValidationIssue, WarrenErrorCode } from './support/errors.js';

@@ -1,4 +1,4 @@
-import { messageOf } from '../support/errors.js';
+import { ClosedError, messageOf } from '../support/errors.js';
 import { TypedEmitter } from '../support/events.js';
 import type { Logger } from '../support/logger.js';
 import { failureLevel } from '../support/throttle.js';
@@ -41,6 +41,10 @@ export class LiveChannel<C extends Channel> extends TypedEmitter<LiveChannelEven
   /** Consecutive failures since the owner last called `healthy()`. */
   #failures = 0;
   #closed = false;
+  /** Reacting to the connection's 'open' (after start()). */
+  #listening = false;
+  /** resubscribe() was asked for while an open was in progress: run it once that is done. */
+  #resubscribeAfterOpen = false;
   /** Channels this object closed itself: their 'close' is not a failure. */
   readonly #closing = new WeakSet<C>();
   readonly #onOpen = (link: Link): void => {
@@ -65,14 +69,26 @@ export class LiveChannel<C extends Channel> extends TypedEmitter<LiveChannelEven
    * rejects with the failure (the caller then closes this), retrying only after a first success.
    */
   async start(mode: 'keep-trying' | 'fail-fast'): Promise<void> {
-    this.#o.connection.on('open', this.#onOpen);
     if (mode === 'keep-trying') {
+      this.#listen();
       const link = this.#o.connection.connection;
       if (link !== undefined) this.#ensure(link);
       return;
     }
-    const link = await this.#o.connection.whenOpen();
-    await this.#open(link);
+    // One path until the first channel is up: listening for 'open' meanwhile would open a second
+    // one beside it (the connection announces 'open' as it resolves whenOpen()).
+    while (this.#current === undefined) {
+      if (this.#closed) throw new ClosedError(`The ${this.#o.what} was closed before it opened.`);
+      // Opened on a connection that was replaced meanwhile: try again on the new one.
+      await this.#open(await this.#o.connection.whenOpen());
+    }
+    this.#listen();
+  }
+
+  #listen(): void {
+    if (this.#listening) return;
+    this.#listening = true;
+    this.#o.connection.on('open', this.#onOpen);
   }
 
   /** The channel works (a confirm came, a consumer attached): the next failure is retried at once again. */
@@ -82,9 +98,13 @@ export class LiveChannel<C extends Channel> extends TypedEmitter<LiveChannelEven
 
   /** Runs `setup` again on the current channel (e.g. after the broker cancelled a consumer); a failure closes it and opens a new one. */
   resubscribe(): void {
+    if (this.#opening !== undefined) {
+      this.#resubscribeAfterOpen = true;
+      return;
+    }
     const ch = this.#current;
     const link = this.#o.connection.connection;
-    if (ch === undefined || link === undefined || this.#closed || this.#opening !== undefined) return;
+    if (ch === undefined || link === undefined || this.#closed) return;
     const run = async (): Promise<void> => {
       try {
         await this.#o.setup?.(ch, link);
@@ -95,6 +115,7 @@ export class LiveChannel<C extends Channel> extends TypedEmitter<LiveChannelEven
     };
     this.#opening = run().finally(() => {
       this.#opening = undefined;
+      this.#afterOpen(link);
     });
   }
 
@@ -149,9 +170,25 @@ export class LiveChannel<C extends Channel> extends TypedEmitter<LiveChannelEven
     };
     const opening = run().finally(() => {
       this.#opening = undefined;
+      this.#afterOpen(link);
     });
     this.#opening = opening;
     return opening;
+  }
+
+  /** An open (or a resubscribe) finished: catch up with what happened meanwhile. */
+  #afterOpen(link: Link): void {
+    if (this.#closed) return;
+    const now = this.#o.connection.connection;
+    // The connection was replaced while this open ran on the old one: its 'open' came and went.
+    if (this.#listening && this.#current === undefined && now !== undefined && now !== link) {
+      this.#ensure(now);
+      return;
+    }
+    if (this.#resubscribeAfterOpen && this.#current !== undefined) {
+      this.#resubscribeAfterOpen = false;
+      this.resubscribe();
+    }
   }
 
   /** Closes a channel that is not (or no longer) wanted, without treating its close as a failure. */

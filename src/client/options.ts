@@ -67,7 +67,7 @@ export interface ConnectOptions {
   connectTimeout?: Duration;
   /** How long `connect()` keeps trying before it rejects with ConnectionError. Default 30 s. */
   initialConnectTimeout?: Duration;
-  /** How long `close()` waits for running handlers and unconfirmed publishes. Default 30 s. */
+  /** How long `close()` waits for unconfirmed publishes (running handlers: each consumer's stopTimeoutMs). Default 30 s. */
   closeTimeout?: Duration;
   /** Reconnect backoff: exponential with full jitter. Defaults 100 ms, 30 s, ×2. */
   reconnect?: { initialDelay?: Duration; maxDelay?: Duration; factor?: number };

@@ -14,8 +14,10 @@ export class Delivery {
   rule: Rule | undefined = undefined;
   /** A broker action was taken (or left to the broker): it is never settled again. */
   settled = false;
-  /** The action taken, once settled. */
+  /** The action taken, once settled ('none' when its channel was gone by then). */
   action: BrokerAction | undefined = undefined;
+  /** A retry or dead-letter copy in progress (a manual call the handler may not have awaited). */
+  settling: Promise<void> | undefined = undefined;
   /** The `warren:consume` context, when it had subscribers as the pipeline started. */
   trace: ConsumeTrace | undefined = undefined;
   startedAt = 0;

@@ -7,9 +7,9 @@ import { ConfigError, NonRetryableError } from '../support/errors.js';
  *
  * | when            | ack mode     | what happened                                            | broker action                                  |
  * |-----------------|--------------|----------------------------------------------------------|------------------------------------------------|
- * | arrival         | none         | a delivery arrives                                       | ack, before the handler runs (at-most-once)    |
- * | arrival         | auto, manual | a delivery arrives                                       | none yet                                       |
- * | handler done    | none         | anything                                                 | none (acked on arrival)                        |
+ * | handler starts  | none         | its handler is about to run                              | ack, before it runs (at-most-once)             |
+ * | handler starts  | auto, manual | its handler is about to run                              | none yet                                       |
+ * | handler done    | none         | anything                                                 | none (acked as its handler started)            |
  * | handler done    | auto, manual | body undecodable, or fails the schema                    | dead-letter `invalid`                          |
  * | handler done    | auto         | resolved                                                 | ack                                            |
  * | handler done    | manual       | resolved                                                 | none (the handler's call decided)              |
@@ -27,7 +27,8 @@ import { ConfigError, NonRetryableError } from '../support/errors.js';
  * | manual call     | manual       | ctx.retry(); last attempt                                | dead-letter `retries-exhausted`                |
  * | manual call     | manual       | ctx.deadLetter(reason)                                   | dead-letter `handler` (reason text in the copy)|
  * | any dead-letter | auto, manual | the queue has no dead-letter queue in the topology       | reject (the broker discards it)                |
- * | copy failed     | auto, manual | a retry copy could not be published (broker away)        | requeue (it comes back as it was)              |
+ * | copy failed     | auto, manual | a retry copy could not be published (broker away)        | requeue (as it was), after a hold of 1 s, then |
+ * |                 |              |                                                          | doubling to 30 s while copies keep failing     |
  * | copy failed     | auto, manual | a retry copy can never be published (headers too large)  | dead-letter `retry-failed`, own headers left out|
  * | copy failed     | auto, manual | a dead-letter copy can never be published                | dead-letter again, own headers left out        |
  * | copy failed     | auto, manual | a dead-letter copy could not be published (otherwise)    | reject (the broker's dead-lettering, no copy)  |
@@ -67,7 +68,8 @@ export type BrokerAction =
 
 /** What happened to a delivery that calls for a decision. */
 export type DeliveryEvent =
-  | { on: 'arrival' }
+  /** The delivery's handler is about to run (it may have waited for a free concurrency slot). */
+  | { on: 'handler-start' }
   /** The handler finished (or the body was refused before it); `settled`: the handler already settled the delivery. */
   | { on: 'handler-done'; outcome: Outcome; settled: boolean }
   | { on: 'manual-call'; call: ManualCall }
@@ -96,7 +98,7 @@ const REQUEUE: BrokerAction = Object.freeze({ type: 'requeue' });
 /** Decides the broker action for `event`. Throws ConfigError only for ctx.retry() with no delay to use. */
 export function decide(event: DeliveryEvent, rule: Rule): BrokerAction {
   switch (event.on) {
-    case 'arrival':
+    case 'handler-start':
       return rule.ackMode === 'none' ? ACK : NONE;
     case 'handler-done':
       if (rule.ackMode === 'none' || event.settled) return NONE;

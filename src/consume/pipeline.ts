@@ -23,10 +23,10 @@ export interface PipelineDeps {
 }
 
 const HANDLED: Outcome = Object.freeze({ kind: 'handled' });
-const ARRIVAL: DeliveryEvent = Object.freeze({ on: 'arrival' });
+const HANDLER_START: DeliveryEvent = Object.freeze({ on: 'handler-start' });
 
 /**
- * One delivery, from arrival to its broker action: decode → validate → handler → Outcome →
+ * One delivery, from its start to its broker action: decode → validate → handler → Outcome →
  * the rule (consume/outcome.ts) → the Settler. Stays synchronous until something returns a
  * promise, so a synchronous handler's message is acked in the same turn.
  */
@@ -64,10 +64,10 @@ export class Pipeline {
 
   #process(delivery: Delivery): Promise<void> | undefined {
     try {
-      const onArrival = decide(ARRIVAL, delivery.rule as Rule);
+      const onStart = decide(HANDLER_START, delivery.rule as Rule);
       // ackMode 'none' still consumes with acks, so prefetch bounds what is buffered here and
       // stop() can give unstarted messages back; each is acked as its handler starts.
-      if (onArrival.type !== 'none') void this.#d.settler.settle(delivery, onArrival);
+      if (onStart.type !== 'none') void this.#d.settler.settle(delivery, onStart);
       const outcome = this.#run(delivery);
       if (outcome instanceof Promise) {
         return outcome.then(
@@ -140,7 +140,8 @@ export class Pipeline {
     } else if (action.type === 'requeue' && outcome.kind === 'failed') {
       this.#d.log.warn({ messageId: delivery.msg.messageId, err: outcome.error }, 'handler failed; message requeued');
     }
-    const settling = this.#d.settler.settle(delivery, action, outcome.kind === 'handled' ? undefined : outcome.error);
+    // Ended once the broker action is done: also a manual ctx.retry() / deadLetter() the handler did not await.
+    const settling = this.#d.settler.settle(delivery, action, outcome.kind === 'handled' ? undefined : outcome.error) ?? delivery.settling;
     if (settling !== undefined) {
       return settling.then(
         () => this.#end(delivery, outcome),

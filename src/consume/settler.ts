@@ -1,3 +1,4 @@
+import { backoffCeiling, type BackoffOptions } from '../amqp/backoff.js';
 import type { Channel, Inbound } from '../amqp/transport.js';
 import { copyProperties, type CopyPublisher } from '../dead-letter/copy.js';
 import { bounded, Header, MAX_ERROR_CODE, MAX_ERROR_MESSAGE, MAX_ISSUES_JSON } from '../dead-letter/headers.js';
@@ -28,13 +29,24 @@ export interface SettlerDeps {
 
 type CopyAction = Extract<BrokerAction, { type: 'retry' | 'dead-letter' }>;
 
+/** What a delivery from a closed channel got: nothing (the broker redelivers it). */
+const LEFT_TO_BROKER: BrokerAction = Object.freeze({ type: 'none' });
+
 /**
  * Carries out the BrokerAction the rule decided for one delivery, and counts it. Retry and
  * dead-letter publish a copy with confirms first and ack the original only after: a crash in
  * between duplicates, never loses. When the copy fails, the rule decides again.
  */
+/** How long a message whose retry copy failed for now is held before it is requeued: 1 s, doubling to 30 s while copies keep failing. */
+const HOLD: BackoffOptions = { initialDelayMs: 1_000, maxDelayMs: 30_000, factor: 2 };
+
 export class Settler {
   readonly #d: SettlerDeps;
+  /** Retry copies that failed in a row (reset by one that is confirmed). */
+  #copyFailures = 0;
+  /** Messages held before their requeue: released at once by releaseHolds(). */
+  readonly #holds = new Set<() => void>();
+  #released = false;
 
   constructor(deps: SettlerDeps) {
     this.#d = deps;
@@ -44,14 +56,18 @@ export class Settler {
   settle(delivery: Delivery, action: BrokerAction, error?: unknown): Promise<void> | undefined {
     if (action.type === 'none') return;
     delivery.settled = true;
-    delivery.action = action;
     if (!this.#d.isCurrent(delivery.channel)) {
       // The channel this came on is gone: the broker has already requeued the message. Acking its
       // tag on a new channel would ack a different message, or close the channel (406 unknown tag).
       this.#d.log.debug({ messageId: delivery.msg.messageId, action: action.type }, 'delivery from a closed channel; not settling it (the broker redelivers it)');
+      delivery.action = LEFT_TO_BROKER;
       return;
     }
-    if (action.type === 'retry' || action.type === 'dead-letter') return this.#copy(delivery, action, error);
+    delivery.action = action;
+    if (action.type === 'retry' || action.type === 'dead-letter') {
+      delivery.settling = this.#copy(delivery, action, error);
+      return delivery.settling;
+    }
     this.#wire(delivery, action, error, false);
     return undefined;
   }
@@ -106,12 +122,19 @@ export class Settler {
         // A copy that can never be published (its headers cannot be encoded) must still end the
         // message: the rule turns it into a dead letter with the original's headers trimmed.
         const next = decide({ on: 'copy-failed', action, permanent: err instanceof ValidationError }, rule);
-        this.#d.log.error({ messageId: msg.messageId, err, instead: next.type === 'dead-letter' ? `dead-letter (${next.reason}, headers trimmed)` : next.type }, copyFailureText(action, next));
+        // A requeue brings the message straight back as it was: held first (its prefetch slot and
+        // handler slot with it), so a copy that keeps failing cannot become a tight loop.
+        const holdMs = next.type === 'requeue' ? backoffCeiling(this.#copyFailures++, HOLD) : 0;
+        this.#d.log.error(
+          { messageId: msg.messageId, err, instead: next.type === 'dead-letter' ? `dead-letter (${next.reason}, headers trimmed)` : next.type, holdMs },
+          copyFailureText(action, next),
+        );
         delivery.action = next;
         if (next.type === 'dead-letter') {
           action = next;
           continue;
         }
+        if (holdMs > 0) await this.#hold(holdMs);
         if (this.#d.isCurrent(delivery.channel)) this.#wire(delivery, next, error, true);
         return;
       }
@@ -127,12 +150,32 @@ export class Settler {
       const target = this.#d.deadLetter;
       this.#announceDeadLetter(msg, action.reason, error, target !== undefined ? { exchange: target.exchange, routingKey: target.routingKey ?? msg.routingKey } : undefined);
     }
+    if (action.type === 'retry') this.#copyFailures = 0;
     count(this.#d.counts, action);
     if (this.#d.isCurrent(delivery.channel)) {
       delivery.acker.ack(delivery.slot);
     } else {
       this.#d.log.warn({ messageId: msg.messageId }, 'channel closed after the copy was confirmed; the broker will redeliver the original too (a duplicate)');
     }
+  }
+
+  /** Ends every hold now (stop() calls it: a held message is requeued before the channel closes). */
+  releaseHolds(): void {
+    this.#released = true;
+    for (const release of [...this.#holds]) release();
+  }
+
+  #hold(ms: number): Promise<void> {
+    if (this.#released) return Promise.resolve();
+    return new Promise((resolve) => {
+      const release = (): void => {
+        clearTimeout(timer);
+        this.#holds.delete(release);
+        resolve();
+      };
+      const timer = setTimeout(release, ms);
+      this.#holds.add(release);
+    });
   }
 
   async #publishRetry(msg: Inbound, attempt: number, delayMs: number, error: unknown): Promise<void> {

@@ -119,7 +119,9 @@ export class Subscription implements ConsumerHandle {
     this.#log = deps.logger.child({ component: 'consumer', consumer: def.name, queue: def.queue });
     const deadLetter = deps.declare.topology.queue(def.queue)?.deadLetter;
     this.#hasDeadLetter = deadLetter !== undefined;
-    this.#retry = def.retry ?? deps.defaultRetry;
+    // connect()'s default policy is for consumers that could have declared one themselves:
+    // defineConsumer refuses a policy with ackMode 'none' or beside onError 'requeue'.
+    this.#retry = def.retry ?? (def.ackMode === 'none' || def.onError === 'requeue' ? undefined : deps.defaultRetry);
     const isCurrent = (ch: Channel): boolean => ch === this.#channel;
     this.#settler = new Settler({
       client: deps.client,
@@ -354,6 +356,7 @@ export class Subscription implements ConsumerHandle {
 
   async #stop(): Promise<void> {
     this.#setState({ name: 'stopping' });
+    this.#settler.releaseHolds();
     await this.#live.stopReopening();
     const ch = this.#channel;
     const tag = this.#consumerTag;

@@ -1,17 +1,29 @@
 import type { Inbound, PublishProperties } from '../amqp/transport.js';
 
-/** Headers the broker adds when it dead-letters; stale on a copy warren publishes itself. */
-const BROKER_DEATH_HEADERS = ['x-death', 'x-first-death-exchange', 'x-first-death-queue', 'x-first-death-reason', 'x-last-death-exchange', 'x-last-death-queue', 'x-last-death-reason'];
+/**
+ * Headers the broker adds (when it dead-letters; a quorum queue's delivery count): stale on a copy
+ * warren publishes itself, which is a new message to the broker.
+ */
+const BROKER_HEADERS = [
+  'x-death',
+  'x-first-death-exchange',
+  'x-first-death-queue',
+  'x-first-death-reason',
+  'x-last-death-exchange',
+  'x-last-death-queue',
+  'x-last-death-reason',
+  'x-delivery-count',
+];
 
 /**
  * The publish properties for a copy of `msg` that warren publishes itself (a retry, a dead
  * letter, a replay): the original's properties, its headers (unless `keepHeaders` is false)
- * without the broker's death headers and with `headers` applied (undefined removes one),
+ * without the broker's own headers and with `headers` applied (undefined removes one),
  * persistent and mandatory.
  */
 export function copyProperties(msg: Inbound, headers: Record<string, unknown>, fallbackId: string, options: { keepHeaders: boolean } = { keepHeaders: true }): PublishProperties {
   const merged: Record<string, unknown> = options.keepHeaders ? { ...msg.headers } : {};
-  for (const h of BROKER_DEATH_HEADERS) delete merged[h];
+  for (const h of BROKER_HEADERS) delete merged[h];
   for (const [k, v] of Object.entries(headers)) {
     if (v === undefined) delete merged[k];
     else merged[k] = v;

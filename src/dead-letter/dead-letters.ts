@@ -11,7 +11,7 @@ export interface DeadLetter {
   /** The decoded JSON body, or the body as text when it is not JSON. */
   body: unknown;
   headers: Record<string, unknown>;
-  /** Why: `retries-exhausted`, `non-retryable`, `invalid`, `handler-failed`, `handler`, or the broker's reason (`rejected`, `expired`, `maxlen`, `delivery_limit`). */
+  /** Why: `retries-exhausted`, `non-retryable`, `invalid`, `handler-failed`, `retry-failed`, the text a handler gave ctx.deadLetter() (`handler` when none), or the broker's reason (`rejected`, `expired`, `maxlen`, `delivery_limit`). */
   reason: string | undefined;
   errorCode: string | undefined;
   errorMessage: string | undefined;

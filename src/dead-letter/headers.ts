@@ -4,7 +4,7 @@ import { MAX_ATTEMPTS } from '../define/retry-policy.js';
 export const Header = {
   /** The attempt this delivery is (1 for the first). */
   attempt: 'x-warren-attempt',
-  /** Why it was dead-lettered: retries-exhausted | non-retryable | invalid | handler-failed | handler. */
+  /** Why it was dead-lettered: retries-exhausted | non-retryable | invalid | handler-failed | retry-failed | handler, or the text a handler gave ctx.deadLetter(). */
   reason: 'x-warren-reason',
   errorCode: 'x-warren-error-code',
   errorMessage: 'x-warren-error-message',

@@ -1,6 +1,7 @@
 /**
- * Retry with delay, done by the broker: one wait queue per delay tier (`<queue>.retry.<delay>`)
- * with `x-message-ttl`, whose expired messages dead-letter back to the origin queue through the
+ * The names of the retry wait queues. Retry with delay is done by the broker: one wait queue per
+ * delay tier (`<queue>.retry.<delay>`, declared by topology/apply.ts assertWaitQueue) with
+ * `x-message-ttl`, whose expired messages dead-letter back to the origin queue through the
  * default exchange. The attempt count lives in warren's own header, because `x-death` cannot be
  * trusted once a message is re-published (RabbitMQ 4.0 ignores it from clients).
  */

@@ -44,7 +44,7 @@ export interface ManualContext extends ConsumerContext {
    * Retry later: a copy waits `delay` (default: the retry policy's next delay) in a wait queue,
    * then comes back. Past the policy's maxAttempts it is dead-lettered instead. Resolves once done.
    */
-  retry(options?: { delay?: number | string }): Promise<void>;
+  retry(options?: { delay?: Duration }): Promise<void>;
   /** Send the message to the dead-letter queue now, with `reason` in its headers. Resolves once done. */
   deadLetter(reason?: string): Promise<void>;
 }

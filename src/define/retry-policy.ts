@@ -27,6 +27,8 @@ export const retryPolicySchema = z
     }
     for (const d of p.delays ?? []) {
       if (d < 1) ctx.addIssue({ code: 'custom', path: ['delays'], message: 'each delay must be at least 1 ms' });
+      // It becomes a wait queue's x-message-ttl, which the broker takes in whole ms only.
+      else if (!Number.isInteger(d)) ctx.addIssue({ code: 'custom', path: ['delays'], message: `${d} ms: a retry delay must be a whole number of ms` });
     }
   });
 
@@ -79,6 +81,7 @@ export const RETRY_DELAY_LADDER: readonly number[] = [1_000, 5_000, 10_000, 30_0
 export function retryTierFor(requestedMs: number, policy: RetryPolicy | undefined): number | undefined {
   const declared = policy !== undefined ? retryTiers(policy) : [];
   if (declared.includes(requestedMs)) return requestedMs;
+  requestedMs = Math.ceil(requestedMs);
   let best: number | undefined;
   for (const t of [...declared, ...RETRY_DELAY_LADDER]) if (t >= requestedMs && (best === undefined || t < best)) best = t;
   return best;

@@ -112,8 +112,10 @@ export class PublishBuffer {
       const p = this.#items[this.#head];
       this.#items[this.#head] = undefined;
       this.#head += 1;
-      if (p === undefined || p.settled) continue;
+      if (p === undefined) continue;
+      // A message settled while it waited here (failed by the Quarantine, say) still counts in #bytes.
       this.#bytes -= p.bytes;
+      if (p.settled) continue;
       return p;
     }
     return undefined;

@@ -153,7 +153,7 @@ describe('a poison publish', () => {
     expect(disconnects.length).toBeGreaterThanOrEqual(1);
     expect(disconnects.length).toBeLessThanOrEqual(2);
     expect((await queueCounts(s.queue)).messages).toBe(20);
-    expect(warren.health().publisher).toMatchObject({ confirmed: 20, failed: 1 });
+    expect(warren.health().publisher).toMatchObject({ confirmed: 20, failed: 1, inFlight: 0, buffered: 0, bufferedBytes: 0 });
   });
 });
 

@@ -29,8 +29,8 @@ type Row = [when: string, modes: AckMode[], what: string, event: DeliveryEvent, 
 
 // prettier-ignore
 const TABLE: Row[] = [
-  ['arrival', ['none'], 'a delivery arrives', { on: 'arrival' }, {}, ACK],
-  ['arrival', ['auto', 'manual'], 'a delivery arrives', { on: 'arrival' }, {}, NONE],
+  ['handler starts', ['none'], 'its handler is about to run', { on: 'handler-start' }, {}, ACK],
+  ['handler starts', ['auto', 'manual'], 'its handler is about to run', { on: 'handler-start' }, {}, NONE],
   ['handler done', ['none'], 'anything: resolved', done(handled), {}, NONE],
   ['handler done', ['none'], 'anything: threw, with a policy', done(threw), { retry: policy }, NONE],
   ['handler done', ['none'], 'anything: invalid', done(invalid), {}, NONE],

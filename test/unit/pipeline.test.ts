@@ -3,7 +3,7 @@
 // that a consumer can reach. Each asserts what the broker would see — acks and nacks with their
 // tags and flags, retry and dead-letter copies with their routing keys and headers — and the
 // counts in health(). What RabbitMQ then does with them is checked in test/integration.
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { z } from 'zod';
 import {
   connect,
@@ -98,7 +98,7 @@ const failing = () => {
 };
 
 describe('consumer pipeline over a scripted transport: the rule of src/consume/outcome.ts, row by row', () => {
-  it("arrival, ackMode 'none': acked before the handler finishes; nothing more after it, even when it throws", async () => {
+  it("handler starts, ackMode 'none': acked before the handler finishes; nothing more after it, even when it throws", async () => {
     expect.hasAssertions();
     const release = deferred();
     const finished = deferred();
@@ -499,5 +499,36 @@ describe('consumer pipeline over a scripted transport: the rule of src/consume/o
     await settled(transport);
     expect(settlements(transport)).toEqual(['ack 1 multiple']);
     expectCounts(warren, { delivered: 1, deadLettered: { 'handler-failed': 1 } });
+  });
+
+  it('a consumer started while its connection is being re-established subscribes once (no second channel holding messages)', async () => {
+    expect.hasAssertions();
+    const { warren, transport } = await start(defineConsumer({ queue: 'billing', message: Order, handle: () => undefined }));
+    const release = transport.hold('connect');
+    transport.link('consume').drop();
+    const starting = warren.consume(defineConsumer({ queue: 'audit', message: Order, handle: () => undefined }));
+    release();
+    const handle = await starting;
+    // attached is set just after the consume frame, so poll rather than wait for the next frame.
+    await vi.waitFor(() => expect(warren.health().consumers.map((c) => c.attached)).toEqual([true, true]));
+    await acksFlushed();
+    const subscriptions = transport.frames.filter((f) => f.op === 'consume' && f.name === 'audit');
+    expect(subscriptions).toHaveLength(1);
+    await handle.stop();
+    // Its one channel is closed: nothing is left subscribed behind the consumer's back.
+    const auditChannel = subscriptions[0]?.op === 'consume' ? subscriptions[0].channel : -1;
+    expect(transport.frames).toContainEqual(expect.objectContaining({ op: 'close', channel: auditChannel, by: 'client' }));
+  });
+
+  it('a message whose retry copy keeps failing for now is held before each requeue, longer each time: never a tight loop', async () => {
+    expect.hasAssertions();
+    const { warren, transport } = await start(defineConsumer({ queue: 'billing', message: Order, retry: policy, handle: failing }));
+    transport.deliver('billing', order('o-1'));
+    const started = Date.now();
+    (await copy(transport)).nack();
+    await settled(transport);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(900); // held about 1 s before the requeue
+    expect(settlements(transport)).toEqual(['nack 1 requeue']);
+    expectCounts(warren, { delivered: 1, requeued: 1 });
   });
 });

@@ -203,7 +203,7 @@ describe('Publisher over a scripted transport', () => {
     expect(transport.published.map((m) => m.json())).toEqual([{ n: 1 }, { n: 2 }, { n: 1 }, { n: 2 }]);
     transport.published[3]?.ack();
     await fine;
-    expect(warren.health().publisher).toMatchObject({ confirmed: 1, failed: 1 });
+    expect(warren.health().publisher).toMatchObject({ confirmed: 1, failed: 1, buffered: 0, bufferedBytes: 0 }); // the failed one left nothing behind
   });
 
   it('fails only the publish whose exchange the broker refused (404); the others on that channel are re-published', async () => {
