@@ -105,17 +105,13 @@ export class LiveChannel<C extends Channel> extends TypedEmitter<LiveChannelEven
     const ch = this.#current;
     const link = this.#o.connection.connection;
     if (ch === undefined || link === undefined || this.#closed) return;
-    const run = async (): Promise<void> => {
+    void this.#track(link, async () => {
       try {
         await this.#o.setup?.(ch, link);
       } catch (err) {
         this.#failed(link, err);
         if (this.#current === ch) this.#dispose(ch);
       }
-    };
-    this.#opening = run().finally(() => {
-      this.#opening = undefined;
-      this.#afterOpen(link);
     });
   }
 
@@ -148,7 +144,7 @@ export class LiveChannel<C extends Channel> extends TypedEmitter<LiveChannelEven
   }
 
   #open(link: Link): Promise<void> {
-    const run = async (): Promise<void> => {
+    return this.#track(link, async () => {
       const ch = await this.#o.create(link);
       ch.on('close', (err) => this.#onClose(link, ch, err));
       if (this.#closed || link !== this.#o.connection.connection) {
@@ -167,8 +163,12 @@ export class LiveChannel<C extends Channel> extends TypedEmitter<LiveChannelEven
       }
       this.#current = ch;
       this.emit('open', ch);
-    };
-    const opening = run().finally(() => {
+    });
+  }
+
+  /** Runs an open or a resubscribe on `link` as the one in progress, then catches up (#afterOpen). */
+  #track(link: Link, work: () => Promise<void>): Promise<void> {
+    const opening = work().finally(() => {
       this.#opening = undefined;
       this.#afterOpen(link);
     });

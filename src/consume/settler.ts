@@ -140,7 +140,8 @@ export class Settler {
       }
     }
     if (action.type === 'retry') {
-      const attempt = (delivery.rule as Rule).attempt;
+      this.#copyFailures = 0;
+      const { attempt } = rule;
       this.#d.log.warn({ messageId: msg.messageId, attempt, nextAttempt: attempt + 1, delayMs: action.delayMs, err: error }, 'handler failed; retrying later');
       if (retryChannel.hasSubscribers) {
         retryChannel.publish({ client: this.#d.client, consumer: this.#d.consumer, queue: this.#d.queue, messageId: msg.messageId, attempt, delayMs: action.delayMs, waitQueue: waitQueueName(this.#d.queue, action.delayMs) });
@@ -150,7 +151,6 @@ export class Settler {
       const target = this.#d.deadLetter;
       this.#announceDeadLetter(msg, action.reason, error, target !== undefined ? { exchange: target.exchange, routingKey: target.routingKey ?? msg.routingKey } : undefined);
     }
-    if (action.type === 'retry') this.#copyFailures = 0;
     count(this.#d.counts, action);
     if (this.#d.isCurrent(delivery.channel)) {
       delivery.acker.ack(delivery.slot);

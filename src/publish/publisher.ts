@@ -149,18 +149,14 @@ export class Publisher implements CopyPublisher {
     if (this.#closing) throw new ClosedError(`Cannot publish message ${messageId} ('${contract.name}'): warren is ${this.#closed ? 'closed' : 'closing'}.`);
     checkOptions(options);
     validatePayload(contract, payload);
-    if (options.headers !== undefined) checkHeaders(contract.name, options.headers);
+    // A tracer may have added headers on start (to a copy of the caller's): they are what is sent.
+    const headers = trace !== undefined ? trace.headers : options.headers;
+    if (headers !== undefined) checkHeaders(contract.name, headers);
     const json = encodeJson(contract, payload);
     // Kept as text until sent: holding each unconfirmed body as a Buffer pins Node's shared 8 KiB
     // buffer pool slabs, which costs far more garbage collection than the string does.
     const bytes = Buffer.byteLength(json, 'utf8');
     if (bytes > this.#settings.maxMessageBytes) throw new MessageTooLargeError(contract.name, bytes, this.#settings.maxMessageBytes);
-    // A tracer may have added headers on start: they are what is sent.
-    let headers = options.headers;
-    if (trace !== undefined) {
-      headers = trace.headers;
-      checkHeaders(contract.name, headers);
-    }
     const properties = propertiesFor(contract, options, messageId, this.#settings.appId, headers);
     const timeoutMs = options.timeoutMs ?? this.#settings.timeoutMs;
     return this.#enqueue(contract.exchange, routingKey, json, bytes, properties, timeoutMs, 'publish', trace, startedAt);
