@@ -27,6 +27,21 @@ export async function withRawChannel<T>(fn: (ch: Channel, conn: ChannelModel) =>
   }
 }
 
+/** Sends messages to a queue as a client that is not warren (raw amqplib, content type JSON) and waits until the broker has them. */
+export async function sendRaw(queue: string, ...messages: { body: Buffer | string; headers?: Record<string, unknown>; contentEncoding?: string; messageId: string }[]): Promise<void> {
+  await withRawChannel(async (ch) => {
+    for (const m of messages) {
+      ch.sendToQueue(queue, Buffer.isBuffer(m.body) ? m.body : Buffer.from(m.body), {
+        contentType: 'application/json',
+        messageId: m.messageId,
+        ...(m.headers !== undefined ? { headers: m.headers } : {}),
+        ...(m.contentEncoding !== undefined ? { contentEncoding: m.contentEncoding } : {}),
+      });
+    }
+    await ch.checkQueue(queue); // a round trip: the sends reached the broker
+  });
+}
+
 /**
  * Exact counts from queue.declare-ok. Prefer this to the management API for counts: its figures
  * come from stats the broker emits every `collect_statistics_interval` (5 s by default), so they

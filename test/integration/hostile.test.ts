@@ -4,7 +4,7 @@ import { gzipSync } from 'node:zlib';
 import type { GetMessage } from 'amqplib';
 import { afterEach, describe, expect, it } from 'vitest';
 import { defineConsumer, NonRetryableError, ValidationError, WarrenHeader, type RetryPolicy, type Warren } from '../../src/index.js';
-import { cleanupTracked, drainQueue, queueCounts, track, waitFor, withRawChannel } from '../helpers/broker.js';
+import { cleanupTracked, drainQueue, queueCounts, sendRaw, track, waitFor, withRawChannel } from '../helpers/broker.js';
 import { closeClients, openClient, pingSetup } from '../helpers/warren.js';
 
 afterEach(async () => {
@@ -13,21 +13,6 @@ afterEach(async () => {
 });
 
 const header = (m: GetMessage | undefined, name: string): unknown => (m?.properties.headers as Record<string, unknown> | undefined)?.[name];
-
-/** Sends raw messages to a queue and waits until the broker has them. */
-async function sendRaw(queue: string, ...messages: { body: Buffer | string; headers?: Record<string, unknown>; contentEncoding?: string; messageId: string }[]): Promise<void> {
-  await withRawChannel(async (ch) => {
-    for (const m of messages) {
-      ch.sendToQueue(queue, Buffer.isBuffer(m.body) ? m.body : Buffer.from(m.body), {
-        contentType: 'application/json',
-        messageId: m.messageId,
-        ...(m.headers !== undefined ? { headers: m.headers } : {}),
-        ...(m.contentEncoding !== undefined ? { contentEncoding: m.contentEncoding } : {}),
-      });
-    }
-    await ch.checkQueue(queue); // a round trip: the sends reached the broker
-  });
-}
 
 /** A header value that makes the message's headers table just under 64 KiB: it fits, but a copy with warren's headers added does not. */
 const nearly64KiB = 'h'.repeat(65_400);

@@ -15,7 +15,7 @@ import {
   type PublishTrace,
   type RetryDecision,
 } from '../../src/index.js';
-import { cleanupTracked, queueCounts, waitFor, withRawChannel } from '../helpers/broker.js';
+import { cleanupTracked, queueCounts, sendRaw, waitFor } from '../helpers/broker.js';
 import { closeClients, openClient, pingSetup } from '../helpers/warren.js';
 
 const publishChannel = diagnostics.tracingChannel<unknown, PublishTrace>(WarrenChannel.publish);
@@ -138,10 +138,7 @@ describe('warren:consume', () => {
     const declined = await warren.publish(s.message, { id: 'declined', n: 2 });
     const flaky = await warren.publish(s.message, { id: 'flaky', n: 3 });
     // A body that is not JSON, from a client that is not warren.
-    await withRawChannel(async (ch) => {
-      ch.sendToQueue(s.queue, Buffer.from('not json'), { messageId: 'raw-1', contentType: 'application/json' });
-      await ch.checkQueue(s.queue); // a round trip: the send reached the broker before the connection closes
-    });
+    await sendRaw(s.queue, { body: 'not json', messageId: 'raw-1' });
 
     // fine, declined, flaky (attempt 1), raw, flaky (attempt 2): five deliveries.
     await waitFor(() => seen.filter((e) => e.event === 'end').length === 5, 'five deliveries to be settled');
