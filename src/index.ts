@@ -1,6 +1,13 @@
 // warren's one public entry. Everything a user may import is listed here by name.
 export { connect, Warren } from './client/warren.js';
 export type { ConnectOptions, ConnectionHealth, Health, WarrenEvents } from './client/warren.js';
+export { defineApp, diffApp, isApp, planApp } from './client/app.js';
+export type { App, AppConnectOptions, AppDefinition, DiffOptions, PlannedEntity } from './client/app.js';
+export type { DriftEntity, TopologyDrift } from './topology/drift.js';
+export { inspectBroker } from './client/inspect.js';
+export type { BrokerSnapshot, ConnectionSnapshot, InspectOptions, QueueSnapshot } from './client/inspect.js';
+export { redactUrl } from './support/redact.js';
+export { VERSION as version } from './support/version.js';
 
 export { defineTopology } from './define/topology.js';
 export type {
@@ -23,7 +30,7 @@ export type { PublisherStats, PublishReceipt } from './publish/publisher.js';
 
 export { Header as WarrenHeader } from './dead-letter/headers.js';
 export type { RetryPolicyInput as RetryPolicy } from './define/retry-policy.js';
-export type { DeadLetter, ReplayOptions, ReplayResult } from './dead-letter/dead-letters.js';
+export type { DeadLetter, PeekOptions, PurgeOptions, PurgeResult, ReplayOptions, ReplayResult } from './dead-letter/dead-letters.js';
 
 export { defineConsumer } from './define/consumer.js';
 export type { AckMode, Consumer, ConsumerContext, ConsumerDefinition, ContextFor, ManualContext, OnError } from './define/consumer.js';
@@ -75,6 +82,7 @@ export {
   ConfigError,
   ConnectionError,
   ConsumeError,
+  ManagementError,
   DecodeError,
   MessageTooLargeError,
   NonRetryableError,

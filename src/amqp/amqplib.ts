@@ -2,6 +2,7 @@ import amqp, { type Channel as AmqplibChannel, type ChannelModel, type ConfirmCh
 import { messageOf } from '../support/errors.js';
 import { TypedEmitter } from '../support/events.js';
 import type { Logger } from '../support/logger.js';
+import { VERSION } from '../support/version.js';
 import { batchSocketWrites } from './batch-writes.js';
 import type {
   Channel,
@@ -20,7 +21,6 @@ import type {
   Transport,
 } from './transport.js';
 
-const VERSION = '0.1.0';
 
 /** The transport over amqplib: the only module in warren that imports it. */
 export const amqplibTransport: Transport = {

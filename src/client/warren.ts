@@ -2,9 +2,22 @@ import { defaultTransport } from '../amqp/default-transport.js';
 import { ConnectionManager, type ConnectionRole, type ConnectionState, type ReconnectInfo } from '../amqp/connection.js';
 import type { Link, SocketOptions, Transport } from '../amqp/transport.js';
 import { Subscription, type ConsumerEvent, type ConsumerHandle, type ConsumerHealth } from '../consume/subscription.js';
-import { deadLetterQueueOf, peekDeadLetters, replayDeadLetters, type DeadLetter, type ReplayOptions, type ReplayResult } from '../dead-letter/dead-letters.js';
+import {
+  deadLetterQueueOf,
+  peekDeadLetters,
+  purgeDeadLetters,
+  replayDeadLetters,
+  type DeadLetter,
+  type PeekOptions,
+  type PurgeOptions,
+  type PurgeResult,
+  type ReplayOptions,
+  type ReplayResult,
+} from '../dead-letter/dead-letters.js';
 import { parseConfig } from '../define/config.js';
-import type { AckMode, Consumer } from '../define/consumer.js';
+import { effectiveRetry, type AckMode, type Consumer } from '../define/consumer.js';
+import { retryTiers } from '../define/retry-policy.js';
+import { waitQueueName } from '../dead-letter/wait-queues.js';
 import type { MessageContract, PayloadInput } from '../define/message.js';
 import { emptyTopology, knowsExchange, type Topology } from '../define/topology.js';
 import type { PublishOptions } from '../publish/options.js';
@@ -12,7 +25,7 @@ import { Publisher, type PublisherStats, type PublishReceipt } from '../publish/
 import { ClosedError, ConfigError, TopologyError, TopologyMismatchError, WarrenError } from '../support/errors.js';
 import { TypedEmitter } from '../support/events.js';
 import { silentLogger, type Logger } from '../support/logger.js';
-import { assertTopology, type DeclareTarget } from '../topology/apply.js';
+import { assertTopology, assertWaitQueue, type DeclareTarget } from '../topology/apply.js';
 import { ManagementClient } from '../topology/management.js';
 import { optionsSchema, type ConnectOptions, type Settings } from './options.js';
 
@@ -234,11 +247,23 @@ export class Warren extends TypedEmitter<WarrenEvents> {
   }
 
   /**
-   * Lists up to `n` messages in the dead-letter queue of `queue` (its `.dlq`), with why they
-   * failed, without removing them.
+   * Lists messages in the dead-letter queue of `queue` (its `.dlq`), with why they failed, without
+   * removing them: the first `limit` (default 10; a number is the limit), or the first `limit` that `filter` picks.
    */
-  async peekDeadLetters(queue: string, n = 10): Promise<DeadLetter[]> {
-    return peekDeadLetters(await this.#publishConn.whenOpen(), deadLetterQueueOf(this.topology, queue), n);
+  async peekDeadLetters(queue: string, options: number | PeekOptions = 10): Promise<DeadLetter[]> {
+    const opts = typeof options === 'number' ? { limit: options } : options;
+    return peekDeadLetters(await this.#publishConn.whenOpen(), deadLetterQueueOf(this.topology, queue), opts);
+  }
+
+  /**
+   * Removes messages from the dead-letter queue of `queue` for good: those `filter` picks (default
+   * all), at most `limit`. The rest stay, in their order.
+   */
+  async purgeDeadLetters(queue: string, options: PurgeOptions = {}): Promise<PurgeResult> {
+    const dlq = deadLetterQueueOf(this.topology, queue);
+    const result = await purgeDeadLetters(await this.#publishConn.whenOpen(), dlq, options);
+    this.#log.info({ queue, dlq, ...result }, 'purged dead letters');
+    return result;
   }
 
   /**
@@ -251,6 +276,23 @@ export class Warren extends TypedEmitter<WarrenEvents> {
     const result = await replayDeadLetters(await this.#publishConn.whenOpen(), this.#publisher, queue, dlq, options);
     this.#log.info({ queue, dlq, ...result }, 'replayed dead letters');
     return result;
+  }
+
+  /**
+   * Declares the topology again, and the retry wait queues of each consumer given (as consume()
+   * would), without consuming: what `warren topology apply` runs. Never deletes or changes an
+   * entity; rejects with TopologyMismatchError listing every one that differs.
+   */
+  async declare(consumers: readonly Consumer[] = []): Promise<void> {
+    const link = await this.#publishConn.whenOpen();
+    await assertTopology(link, this.#declare, { exclusiveQueues: false });
+    for (const c of consumers) {
+      const retry = effectiveRetry(c, this.#settings.retry);
+      const type = this.topology.queue(c.queue)?.type ?? 'classic';
+      for (const delayMs of retry !== undefined ? retryTiers(retry) : []) {
+        await assertWaitQueue(link, c.queue, type, waitQueueName(c.queue, delayMs), delayMs, this.#declare.log);
+      }
+    }
   }
 
   /** Connections, blocked flag and each consumer's attachment, for a readiness probe. */

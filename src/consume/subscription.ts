@@ -4,7 +4,7 @@ import { amqpCode, ReplyCode } from '../amqp/reply-codes.js';
 import type { Channel, Inbound, Link } from '../amqp/transport.js';
 import type { CopyPublisher } from '../dead-letter/copy.js';
 import { waitQueueName } from '../dead-letter/wait-queues.js';
-import type { Consumer } from '../define/consumer.js';
+import { effectiveRetry, type Consumer } from '../define/consumer.js';
 import { retryTiers, type RetryPolicy } from '../define/retry-policy.js';
 import { consumerChannel } from '../instrument/channels.js';
 import { ClosedError, ConsumeError, messageOf, WarrenError } from '../support/errors.js';
@@ -119,9 +119,7 @@ export class Subscription implements ConsumerHandle {
     this.#log = deps.logger.child({ component: 'consumer', consumer: def.name, queue: def.queue });
     const deadLetter = deps.declare.topology.queue(def.queue)?.deadLetter;
     this.#hasDeadLetter = deadLetter !== undefined;
-    // connect()'s default policy is for consumers that could have declared one themselves:
-    // defineConsumer refuses a policy with ackMode 'none' or beside onError 'requeue'.
-    this.#retry = def.retry ?? (def.ackMode === 'none' || def.onError === 'requeue' ? undefined : deps.defaultRetry);
+    this.#retry = effectiveRetry(def, deps.defaultRetry);
     const isCurrent = (ch: Channel): boolean => ch === this.#channel;
     this.#settler = new Settler({
       client: deps.client,

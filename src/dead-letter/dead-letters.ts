@@ -104,8 +104,45 @@ async function browse<T>(link: Link, dlq: string, limit: number, fn: (ch: Channe
   });
 }
 
-export async function peekDeadLetters(link: Link, dlq: string, n: number): Promise<DeadLetter[]> {
-  return browse(link, dlq, n, (_ch, messages) => Promise.resolve(messages.map(toDeadLetter)));
+export interface PeekOptions {
+  /** Show at most this many. Default 10. */
+  limit?: number;
+  /** Show only those it returns true for (the whole queue is looked through). */
+  filter?: (message: DeadLetter) => boolean;
+}
+
+export async function peekDeadLetters(link: Link, dlq: string, options: PeekOptions): Promise<DeadLetter[]> {
+  const limit = options.limit ?? 10;
+  const filter = options.filter;
+  if (filter === undefined) return browse(link, dlq, limit, (_ch, messages) => Promise.resolve(messages.map(toDeadLetter)));
+  return browse(link, dlq, Number.MAX_SAFE_INTEGER, (_ch, messages) => Promise.resolve(messages.map(toDeadLetter).filter(filter).slice(0, limit)));
+}
+
+export interface PurgeOptions {
+  /** Remove at most this many. Default: every message in the dead-letter queue. */
+  limit?: number;
+  /** Remove only those it returns true for; the others stay. */
+  filter?: (message: DeadLetter) => boolean;
+}
+
+export interface PurgeResult {
+  purged: number;
+  /** Left in the dead-letter queue by the filter or the limit. */
+  skipped: number;
+}
+
+/** Removes the chosen dead letters for good (acks them); the rest go back to the queue untouched. */
+export async function purgeDeadLetters(link: Link, dlq: string, options: PurgeOptions): Promise<PurgeResult> {
+  const limit = options.limit ?? Number.MAX_SAFE_INTEGER;
+  return browse(link, dlq, options.filter === undefined ? limit : Number.MAX_SAFE_INTEGER, (ch, messages) => {
+    let purged = 0;
+    for (const msg of messages) {
+      if (purged >= limit || (options.filter !== undefined && !options.filter(toDeadLetter(msg)))) continue;
+      ch.ack(msg.deliveryTag, false);
+      purged += 1;
+    }
+    return Promise.resolve({ purged, skipped: messages.length - purged });
+  });
 }
 
 /** Headers of a replayed copy: the failure history stays readable, the attempt count starts again. */

@@ -164,3 +164,12 @@ export function defineConsumer<M extends MessageContract, const A extends AckMod
     handle: definition.handle,
   });
 }
+
+/**
+ * The retry policy a consumer runs with: its own, else the client's default — which is only for
+ * consumers that could have declared one themselves (defineConsumer refuses a policy with
+ * ackMode 'none' or beside onError 'requeue').
+ */
+export function effectiveRetry(consumer: Consumer, defaultRetry: RetryPolicy | undefined): RetryPolicy | undefined {
+  return consumer.retry ?? (consumer.ackMode === 'none' || consumer.onError === 'requeue' ? undefined : defaultRetry);
+}

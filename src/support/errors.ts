@@ -20,7 +20,8 @@ export type WarrenErrorCode =
   | 'CONSUME_FAILED'
   | 'DECODE_FAILED'
   | 'UNSUPPORTED_CONTENT_ENCODING'
-  | 'NON_RETRYABLE';
+  | 'NON_RETRYABLE'
+  | 'MANAGEMENT_FAILED';
 
 export interface WarrenErrorOptions {
   cause?: unknown;
@@ -301,5 +302,16 @@ export function messageOf(err: unknown): string {
 export class NonRetryableError extends WarrenError {
   constructor(message: string, options: WarrenErrorOptions = {}) {
     super('NON_RETRYABLE', message, options);
+  }
+}
+
+/** RabbitMQ's management HTTP API could not be reached, refused the credentials, or answered with an error. */
+export class ManagementError extends WarrenError {
+  /** The HTTP status, when the API answered. */
+  readonly status: number | undefined;
+
+  constructor(message: string, options: WarrenErrorOptions & { status?: number } = {}) {
+    super('MANAGEMENT_FAILED', message, options);
+    this.status = options.status;
   }
 }

@@ -6,7 +6,7 @@ import type { Logger } from '../support/logger.js';
 import { TopologyError, TopologyMismatchError, type Mismatch } from '../support/errors.js';
 import { differenceFromText, diff, exchangeShape, queueShape } from './diff.js';
 import type { ManagementClient } from './management.js';
-import { describeStep, planQueue, planTopology, type Step } from './plan.js';
+import { describeStep, planQueue, planTopology, waitQueueArguments, type Step } from './plan.js';
 
 /** What declarations need besides the link: the topology, and where to look up a mismatch. */
 export interface DeclareTarget {
@@ -125,11 +125,7 @@ async function explain(err: unknown, step: Step, target: DeclareTarget): Promise
  * dead-letter at-least-once, so a message waiting for its retry survives the loss of a node.
  */
 export async function assertWaitQueue(link: Link, queue: string, type: 'classic' | 'quorum' | 'stream', waitQueue: string, delayMs: number, log: Logger): Promise<void> {
-  const args: Record<string, unknown> = { 'x-queue-type': type === 'quorum' ? 'quorum' : 'classic', 'x-message-ttl': delayMs, 'x-dead-letter-exchange': '', 'x-dead-letter-routing-key': queue };
-  if (type === 'quorum') {
-    args['x-dead-letter-strategy'] = 'at-least-once';
-    args['x-overflow'] = 'reject-publish'; // at-least-once dead-lettering requires it
-  }
+  const args = waitQueueArguments(queue, type, delayMs);
   let refused: unknown;
   await withChannel(link, async (ch) => {
     try {

@@ -47,3 +47,16 @@ export function describeStep(step: Step): string {
       return `binding of queue '${step.queue.name}' to exchange '${step.exchange}' with routing key '${step.routingKey}'`;
   }
 }
+
+/**
+ * The arguments of the retry wait queue of one delay tier of `queue`: messages wait `delayMs`, then
+ * dead-letter back to `queue` through the default exchange. Replicated (quorum, at-least-once) for a quorum queue.
+ */
+export function waitQueueArguments(queue: string, type: 'classic' | 'quorum' | 'stream', delayMs: number): Record<string, unknown> {
+  const args: Record<string, unknown> = { 'x-queue-type': type === 'quorum' ? 'quorum' : 'classic', 'x-message-ttl': delayMs, 'x-dead-letter-exchange': '', 'x-dead-letter-routing-key': queue };
+  if (type === 'quorum') {
+    args['x-dead-letter-strategy'] = 'at-least-once';
+    args['x-overflow'] = 'reject-publish'; // at-least-once dead-lettering requires it
+  }
+  return args;
+}
