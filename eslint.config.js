@@ -7,7 +7,7 @@ import tseslint from 'typescript-eslint';
  * src/'s folders are layers; imports point down only. Bottom to top; folders on one line are
  * siblings that must not import each other (publish/ never imports consume/, and so on).
  */
-const LAYERS = [['support'], ['instrument'], ['amqp'], ['define'], ['topology', 'dead-letter'], ['publish', 'consume'], ['client']];
+const LAYERS = [['support'], ['instrument'], ['amqp'], ['define'], ['topology', 'dead-letter'], ['publish', 'consume'], ['client'], ['cli']];
 
 const AMQPLIB_ONLY_IN_AMQP = {
   name: 'amqplib',
@@ -60,6 +60,19 @@ export default defineConfig(
     rules: { 'no-restricted-imports': ['error', { paths: [AMQPLIB_ONLY_IN_AMQP], patterns: [{ group: ['amqplib/*'], message: AMQPLIB_ONLY_IN_AMQP.message }] }] },
   },
   ...layering,
+  {
+    // The command is a user of the library: it imports warren's public API (../index.js), nothing inside it.
+    files: ['src/cli/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          paths: [AMQPLIB_ONLY_IN_AMQP],
+          patterns: [{ group: ['../*/*', 'amqplib/*'], message: 'src/cli/ imports only the public API (../index.js), as a user of warren would.' }],
+        },
+      ],
+    },
+  },
   {
     // Tests poke at raw amqplib messages and broker JSON: unsafe-any rules would only add casts.
     files: ['test/**', 'bench/**'],

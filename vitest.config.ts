@@ -21,7 +21,7 @@ export default defineConfig({
           name: 'integration',
           include: ['test/integration/**/*.test.ts'],
           // Decides once which broker these tests use (or starts one with testcontainers).
-          globalSetup: ['test/setup/global-broker.ts'],
+          globalSetup: ['test/setup/global-broker.ts', 'test/setup/build.ts'],
         },
       },
       {

@@ -4,7 +4,6 @@
 // operator can look at it (warren.peekDeadLetters) and send it back (warren.replayDeadLetters).
 import { defineConsumer, NonRetryableError } from '../src/index.js';
 import { OrderPlaced } from '../producers/contracts.js';
-import { isMain, runConsumers } from './run.js';
 
 /** Orders above this are refused by the (pretend) payment provider. */
 export const CHARGE_LIMIT_CENTS = 100_000;
@@ -34,5 +33,3 @@ const billing = defineConsumer({
 });
 
 export default billing;
-
-if (isMain(import.meta.url)) await runConsumers([billing]);

@@ -2,7 +2,6 @@
 // itself, so it can ack only once the parcel is booked and dead-letter an order it can never ship.
 import { defineConsumer } from '../src/index.js';
 import { OrderPlaced } from '../producers/contracts.js';
-import { isMain, runConsumers } from './run.js';
 
 /** Order ids this process shipped, and dead-lettered (for the demo's summary). */
 export const shipped: string[] = [];
@@ -30,5 +29,3 @@ const shipping = defineConsumer({
 });
 
 export default shipping;
-
-if (isMain(import.meta.url)) await runConsumers([shipping]);

@@ -3,7 +3,7 @@
 import { pino } from 'pino';
 import { connect, type PublishReceipt, type Warren } from '../src/index.js';
 import { amqpUrl, managementUrl, OrderPlaced, topology, type OrderPlacedPayload } from './contracts.js';
-import { isMain } from '../consumers/run.js';
+import { pathToFileURL } from 'node:url';
 
 export function exampleOrder(i: number): OrderPlacedPayload {
   return {
@@ -19,7 +19,7 @@ export async function placeOrders(warren: Warren, count: number, first = 1): Pro
   return Promise.all(Array.from({ length: count }, (_, i) => warren.publish(OrderPlaced, exampleOrder(first + i))));
 }
 
-if (isMain(import.meta.url)) {
+if (process.argv[1] !== undefined && pathToFileURL(process.argv[1]).href === import.meta.url) {
   const count = Number(process.argv[2] ?? 10);
   const logger = pino({ level: process.env['LOG_LEVEL'] ?? 'info' });
   const warren = await connect({ urls: [amqpUrl], topology, logger, managementUrl, name: 'order-producer' });

@@ -80,9 +80,9 @@ describe('examples', () => {
     expect(logRecords(r.stdout)).toContainEqual(expect.objectContaining({ confirmed: 5 }));
   }, 60_000);
 
-  it('tsx consumers/shipping.ts consumes until SIGTERM, then shuts down gracefully and exits 0', async () => {
+  it('npm run warren -- run consumers/app.ts --only shipping consumes until SIGTERM, then shuts down gracefully and exits 0', async () => {
     expect.hasAssertions();
-    const child = spawn(tsx, ['consumers/shipping.ts'], { cwd: root, env: exampleEnv('info'), stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(tsx, ['src/cli/main.ts', 'run', 'consumers/app.ts', '--only', 'shipping'], { cwd: root, env: exampleEnv('info'), stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
     const exited = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
@@ -90,7 +90,7 @@ describe('examples', () => {
       await new Promise<void>((resolve, reject) => {
         const timer = setTimeout(() => reject(new Error(`the consumer did not attach within 30 s; output:\n${stdout}`)), 30_000);
         child.stdout.on('data', () => {
-          if (logRecords(stdout).some((e) => e['type'] === 'attached' && e['consumer'] === 'shipping')) {
+          if (logRecords(stdout).some((e) => e['msg'] === 'consumer attached' && e['consumer'] === 'shipping')) {
             clearTimeout(timer);
             resolve();
           }
@@ -103,8 +103,8 @@ describe('examples', () => {
       child.kill('SIGTERM');
       expect(await exited).toBe(0);
       const records = logRecords(stdout);
-      // The script logs warren's consumer events: the consumer was detached (stopped) before the exit.
-      expect(records).toContainEqual(expect.objectContaining({ type: 'detached', consumer: 'shipping' }));
+      // warren logs the consumer stopping before the exit.
+      expect(records).toContainEqual(expect.objectContaining({ msg: 'consumer stopped', consumer: 'shipping' }));
       expect(records.filter((e) => (e['level'] as number) >= 50)).toEqual([]);
     } finally {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');

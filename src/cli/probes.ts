@@ -1,0 +1,49 @@
+import { createServer, type Server } from 'node:http';
+import type { Health } from '../index.js';
+
+/** What /readyz answers: ready, or every reason it is not. */
+export interface Readiness {
+  ready: boolean;
+  reasons: string[];
+}
+
+/** Ready = both connections open, not blocked, every consumer attached, none stalled. */
+export function readiness(health: Health): Readiness {
+  const reasons: string[] = [];
+  const { publish, consume } = health.connections;
+  if (publish.state !== 'open') reasons.push(`publish connection ${publish.state}`);
+  if (consume !== undefined && consume.state !== 'open') reasons.push(`consume connection ${consume.state}`);
+  if (health.blocked) reasons.push('blocked by a broker resource alarm');
+  for (const c of health.consumers) {
+    if (!c.attached) reasons.push(`consumer ${c.name} not attached`);
+    else if (c.stalled) reasons.push(`consumer ${c.name} stalled`);
+  }
+  return { ready: reasons.length === 0, reasons };
+}
+
+/**
+ * Serves `/healthz` (the process is alive: 200) and `/readyz` (200 when ready, 503 with the
+ * reasons when not) for orchestrators' probes. `state()` says where the app is.
+ */
+export function serveProbes(port: number, host: string | undefined, state: () => Readiness): Promise<Server> {
+  const server = createServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    const send = (status: number, body: unknown): void => {
+      res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+      res.end(JSON.stringify(body) + '\n');
+    };
+    if (req.method !== 'GET' && req.method !== 'HEAD') send(405, { error: 'GET only' });
+    else if (path === '/healthz') send(200, { status: 'alive' });
+    else if (path === '/readyz') {
+      const r = state();
+      send(r.ready ? 200 : 503, r);
+    } else send(404, { error: `no ${path} here: /healthz (alive) and /readyz (ready)` });
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve(server);
+    });
+  });
+}

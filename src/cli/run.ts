@@ -1,0 +1,103 @@
+import type { Server } from 'node:http';
+import { connect, redactUrl, type App, type Consumer, type Warren } from '../index.js';
+import { loadApp, makeLogger, resolveTarget, type ConnectionFlags } from './context.js';
+import { signalExitCode, UsageError } from './exit.js';
+import { readiness, serveProbes, type Readiness } from './probes.js';
+
+export interface RunFlags extends ConnectionFlags {
+  app?: string;
+  only?: string;
+  prefetch?: number;
+  concurrency?: number;
+  metricsPort?: number;
+  metricsHost?: string;
+  logLevel: string;
+}
+
+/** The consumers to start: `--only` picks by name, `--prefetch` / `--concurrency` override every one. */
+export function selectConsumers(app: App, flags: Pick<RunFlags, 'only' | 'prefetch' | 'concurrency'>): Consumer[] {
+  const names = app.consumers.map((c) => c.name);
+  let chosen = [...app.consumers];
+  if (flags.only !== undefined) {
+    const wanted = flags.only.split(',').map((s) => s.trim()).filter((s) => s !== '');
+    const unknown = wanted.filter((w) => !names.includes(w));
+    if (unknown.length > 0) throw new UsageError(`--only: no consumer named ${unknown.map((u) => `'${u}'`).join(', ')} in app '${app.name}' (it has: ${names.join(', ') || 'none'})`);
+    chosen = chosen.filter((c) => wanted.includes(c.name));
+  }
+  if (chosen.length === 0) throw new UsageError(`app '${app.name}' has no consumers to run: add them to defineApp({ consumers })`);
+  return chosen.map((c) => {
+    const prefetch = flags.prefetch ?? c.prefetch;
+    const concurrency = flags.concurrency ?? Math.min(c.concurrency, prefetch);
+    if (concurrency > prefetch) throw new UsageError(`consumer '${c.name}': --concurrency ${concurrency} is more than its prefetch ${prefetch}; give --prefetch too`);
+    return Object.freeze({ ...c, prefetch, concurrency });
+  });
+}
+
+/**
+ * `warren run`: connect, declare, start the consumers, serve the probes; on SIGTERM or SIGINT stop
+ * gracefully (handlers finish, their messages are acked, connections close) and exit 0. A second
+ * signal exits at once with 128 + its number: what was unacked is redelivered by the broker.
+ */
+export async function run(appPath: string | undefined, flags: RunFlags): Promise<void> {
+  const app = await loadApp(appPath ?? flags.app);
+  const consumers = selectConsumers(app, flags);
+  const target = resolveTarget(flags, app);
+  const log = makeLogger(flags.logLevel, 1);
+  const logger = app.connect.logger ?? log;
+
+  const started: { warren?: Warren } = {};
+  let phase: 'starting' | 'running' | 'stopping' = 'starting';
+  const state = (): Readiness => (phase !== 'running' || started.warren === undefined ? { ready: false, reasons: [phase] } : readiness(started.warren.health()));
+  let probes: Server | undefined;
+  if (flags.metricsPort !== undefined) {
+    probes = await serveProbes(flags.metricsPort, flags.metricsHost, state).catch((err: unknown) => {
+      throw new UsageError(`--metrics-port ${flags.metricsPort}: cannot listen (${err instanceof Error ? err.message : String(err)})`);
+    });
+    log.info({ port: flags.metricsPort }, `probes on http://${flags.metricsHost ?? 'localhost'}:${flags.metricsPort}/healthz and /readyz`);
+  }
+
+  let stop!: (signal: 'SIGINT' | 'SIGTERM') => void;
+  const stopped = new Promise<'SIGINT' | 'SIGTERM'>((resolve) => (stop = resolve));
+  const onSignal = (signal: 'SIGINT' | 'SIGTERM'): void => {
+    if (phase === 'stopping') {
+      log.warn({ signal }, 'second signal: exiting now; messages not yet acked go back to their queues');
+      process.exit(signalExitCode(signal));
+    }
+    if (phase === 'starting') {
+      log.info({ signal }, 'stopped while starting');
+      process.exit(0);
+    }
+    phase = 'stopping';
+    stop(signal);
+  };
+  process.on('SIGINT', () => onSignal('SIGINT'));
+  process.on('SIGTERM', () => onSignal('SIGTERM'));
+
+  log.info({ app: app.name, url: redactUrl(target.urls[0] ?? ''), consumers: consumers.map((c) => c.name) }, 'starting');
+  const warren = await connect({
+    ...app.connect,
+    urls: target.urls,
+    managementUrl: target.managementUrl,
+    name: app.name,
+    topology: app.topology,
+    messages: app.messages,
+    logger,
+    socketOptions: {
+      ...app.connect.socketOptions,
+      // What the management UI shows beside the connection (Client properties).
+      clientProperties: { ...app.connect.socketOptions?.clientProperties, app: app.name, consumers: consumers.map((c) => c.name).join(',') },
+    },
+  });
+  warren.on('error', (err) => log.error({ err, code: err.code }, err.message));
+  started.warren = warren;
+  for (const c of consumers) await warren.consume(c);
+  phase = 'running';
+  log.info({ consumers: consumers.map((c) => ({ name: c.name, queue: c.queue, prefetch: c.prefetch, concurrency: c.concurrency })) }, 'running; SIGTERM or Ctrl-C stops');
+
+  const signal = await stopped;
+  const deadline = Math.max(...consumers.map((c) => c.stopTimeoutMs));
+  log.info({ signal, deadlineMs: deadline }, 'stopping: running handlers finish and are acked; a second signal exits at once');
+  await warren.close();
+  probes?.close();
+  log.info('stopped');
+}
