@@ -68,12 +68,10 @@ export async function loadApp(path: string | undefined): Promise<App> {
   if (!existsSync(file)) throw new UsageError(`no app module at ${file}`);
   let mod: Record<string, unknown>;
   try {
-    if (/\.[mc]?tsx?$/.test(file)) {
-      const { tsImport } = await import('tsx/esm/api');
-      mod = (await tsImport(pathToFileURL(file).href, import.meta.url)) as Record<string, unknown>;
-    } else {
-      mod = (await import(pathToFileURL(file).href)) as Record<string, unknown>;
-    }
+    // Registered for the whole process (not tsx's scoped tsImport), so the app's `import 'warren'`
+    // is the very module this command uses: one copy of its classes and channels.
+    if (/\.[mc]?tsx?$/.test(file)) (await import('tsx/esm/api')).register();
+    mod = (await import(pathToFileURL(file).href)) as Record<string, unknown>;
   } catch (err) {
     // The module's own failure (a ConfigError from defineApp, a syntax error): the user's to fix.
     throw new UsageError(`loading ${given} failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err });

@@ -1,5 +1,7 @@
 import { defaultTransport } from '../amqp/default-transport.js';
 import { ConnectionManager, type ConnectionRole, type ConnectionState, type ReconnectInfo } from '../amqp/connection.js';
+import { withChannel } from '../amqp/close.js';
+import { amqpCode, brokerText, ReplyCode } from '../amqp/reply-codes.js';
 import type { Link, SocketOptions, Transport } from '../amqp/transport.js';
 import { Subscription, type ConsumerEvent, type ConsumerHandle, type ConsumerHealth } from '../consume/subscription.js';
 import {
@@ -293,6 +295,20 @@ export class Warren extends TypedEmitter<WarrenEvents> {
         await assertWaitQueue(link, c.queue, type, waitQueueName(c.queue, delayMs), delayMs, this.#declare.log);
       }
     }
+  }
+
+  /**
+   * The queue's ready messages and consumers, exact, from the broker (a passive declare; the
+   * management API's figures lag by up to 5 s). Messages delivered and not yet acked are not
+   * counted. Rejects with TopologyError when the queue does not exist.
+   */
+  async queueStatus(queue: string): Promise<{ queue: string; messages: number; consumers: number }> {
+    const info = await withChannel(await this.#publishConn.whenOpen(), (ch) => ch.checkQueue(queue)).catch((err: unknown) => {
+      throw amqpCode(err) === ReplyCode.NOT_FOUND
+        ? new TopologyError(`Queue '${queue}' does not exist (on this vhost).`, { cause: err })
+        : new TopologyError(`Checking queue '${queue}' failed: ${brokerText(err)}.`, { cause: err });
+    });
+    return { queue: info.queue, messages: info.messageCount, consumers: info.consumerCount };
   }
 
   /** Connections, blocked flag and each consumer's attachment, for a readiness probe. */

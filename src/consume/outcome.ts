@@ -119,7 +119,7 @@ function afterHandler(outcome: Outcome, rule: Rule): BrokerAction {
     case 'handled':
       return rule.ackMode === 'auto' ? ACK : NONE;
     case 'failed': {
-      if (outcome.error instanceof NonRetryableError) return deadLetter('non-retryable', rule);
+      if (isNonRetryable(outcome.error)) return deadLetter('non-retryable', rule);
       const policy = rule.retry;
       if (policy !== undefined && policy.maxAttempts > 1) {
         return rule.attempt < policy.maxAttempts ? { type: 'retry', delayMs: retryDelay(policy, rule.attempt) } : deadLetter('retries-exhausted', rule);
@@ -172,4 +172,12 @@ function copyFailed(action: Extract<BrokerAction, { type: 'retry' | 'dead-letter
 
 function deadLetter(reason: DeadLetterReason, rule: Rule): BrokerAction {
   return rule.deadLetterQueue ? { type: 'dead-letter', reason } : { type: 'reject', reason };
+}
+
+/**
+ * By its code, not only by class: the handler may throw the NonRetryableError of another copy of
+ * warren (an app module loaded by the `warren` command from its own node_modules or sources).
+ */
+function isNonRetryable(error: unknown): boolean {
+  return error instanceof NonRetryableError || (error instanceof Error && (error as { code?: unknown }).code === 'NON_RETRYABLE');
 }

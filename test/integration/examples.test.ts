@@ -73,6 +73,33 @@ describe('examples', () => {
     expect(r.stdout).not.toMatch(/^unexpected/m);
   }, 60_000);
 
+  it('npm run demo beside running consumers (as docker compose runs them): it only publishes, and reads the outcome from the dead-letter queues', async () => {
+    expect.hasAssertions();
+    const consumers = spawn(tsx, ['src/cli/main.ts', 'run', 'consumers/app.ts'], { cwd: root, env: exampleEnv('info'), stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    const running = new Promise<void>((resolve, reject) => {
+      consumers.stdout.on('data', (d: Buffer) => {
+        out += d.toString();
+        if (logRecords(out).some((e) => typeof e['msg'] === 'string' && e['msg'].startsWith('running'))) resolve();
+      });
+      consumers.once('close', () => reject(new Error(`warren run exited early:\n${out}`)));
+    });
+    const exited = new Promise<number | null>((resolve) => consumers.once('close', resolve));
+    try {
+      await running;
+      const r = await run('npx', ['tsx', 'producers/demo.ts'], exampleEnv());
+      expect(exit(r)).toEqual({ code: 0 });
+      expect(r.stdout).toContain("the shop's queues have 2 consumers already");
+      expect(r.stdout).toMatch(/^billing +19 +1 \(billing\.orders\.dlq: demo-[0-9a-f]{8}-5\)$/m);
+      expect(r.stdout).toMatch(/^shipping +19 +1 \(shipping\.orders\.dlq: demo-[0-9a-f]{8}-10\)$/m);
+      expect(r.stdout).toMatch(/^billing\.orders\.dlq: demo-[0-9a-f]{8}-5 — non-retryable: /m);
+      consumers.kill('SIGTERM');
+      expect(await exited).toBe(0);
+    } finally {
+      if (consumers.exitCode === null && consumers.signalCode === null) consumers.kill('SIGKILL');
+    }
+  }, 60_000);
+
   it('npx tsx producers/place-orders.ts 5: five orders confirmed, exit 0', async () => {
     expect.hasAssertions();
     const r = await run('npx', ['tsx', 'producers/place-orders.ts', '5'], exampleEnv('info'));
