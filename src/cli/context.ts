@@ -89,7 +89,7 @@ export async function loadApp(path: string | undefined): Promise<App> {
  */
 export function makeLogger(level: string, to: 1 | 2): Logger {
   const tty = to === 1 ? process.stdout.isTTY : process.stderr.isTTY;
-  if (tty) return pino({ level }, pretty({ colorize: true, sync: true, destination: to, ignore: 'pid,hostname' }));
+  if (tty) return pino({ level }, pretty({ colorize: true, sync: true, destination: to, ignore: 'pid,hostname', singleLine: true }));
   return pino({ level }, pino.destination({ dest: to, sync: true }));
 }
 

@@ -49,6 +49,13 @@ async function confirm(question: string, flags: DlqFlags): Promise<boolean> {
   }
 }
 
+const letters = (n: number): string => `${n} dead letter${n === 1 ? '' : 's'}`;
+
+/** Messages in the dead-letter queue now (undefined when it cannot be checked): replayed ones may already be back. */
+async function leftIn(warren: Warren, queue: string): Promise<number | undefined> {
+  return warren.queueStatus(`${queue}.dlq`).then((s) => s.messages, () => undefined);
+}
+
 const when = (d: Date | undefined): string => (d !== undefined ? d.toISOString() : '-');
 
 /** `warren dlq peek`: what is in the dead-letter queue and why, without taking anything out. */
@@ -73,20 +80,22 @@ export async function peek(queue: string, flags: DlqFlags): Promise<void> {
 export async function replay(queue: string, flags: DlqFlags): Promise<void> {
   if (!(await confirm(`Replay ${chosen(flags)} of '${queue}' back to their queue?`, flags))) return void process.stdout.write('nothing replayed\n');
   const filter = filterOf(flags);
-  const result = await withWarren(flags, (w) =>
-    w.replayDeadLetters(queue, { ...(flags.limit !== undefined ? { limit: flags.limit } : {}), ...(filter !== undefined ? { filter } : {}) }),
-  );
+  const result = await withWarren(flags, async (w) => {
+    const r = await w.replayDeadLetters(queue, { ...(flags.limit !== undefined ? { limit: flags.limit } : {}), ...(filter !== undefined ? { filter } : {}) });
+    return { ...r, left: await leftIn(w, queue) };
+  });
   if (flags.json === true) printJson(result);
-  else process.stdout.write(`replayed ${result.replayed} dead letters of '${queue}'; ${result.skipped} left in the dead-letter queue\n`);
+  else process.stdout.write(`replayed ${letters(result.replayed)} of '${queue}' to their queue; ${result.left ?? 'unknown'} left in ${queue}.dlq\n`);
 }
 
 /** `warren dlq purge`: removes the chosen dead letters for good. */
 export async function purge(queue: string, flags: DlqFlags): Promise<void> {
   if (!(await confirm(`Delete ${chosen(flags)} of '${queue}' for good?`, flags))) return void process.stdout.write('nothing purged\n');
   const filter = filterOf(flags);
-  const result = await withWarren(flags, (w) =>
-    w.purgeDeadLetters(queue, { ...(flags.limit !== undefined ? { limit: flags.limit } : {}), ...(filter !== undefined ? { filter } : {}) }),
-  );
+  const result = await withWarren(flags, async (w) => {
+    const r = await w.purgeDeadLetters(queue, { ...(flags.limit !== undefined ? { limit: flags.limit } : {}), ...(filter !== undefined ? { filter } : {}) });
+    return { ...r, left: await leftIn(w, queue) };
+  });
   if (flags.json === true) printJson(result);
-  else process.stdout.write(`purged ${result.purged} dead letters of '${queue}'; ${result.skipped} left in the dead-letter queue\n`);
+  else process.stdout.write(`purged ${letters(result.purged)} of '${queue}'; ${result.left ?? 'unknown'} left in ${queue}.dlq\n`);
 }

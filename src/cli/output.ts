@@ -6,7 +6,7 @@ export type Row = readonly (string | number)[];
 export function table(header: Row, rows: readonly Row[]): string {
   const all = [header, ...rows];
   const widths = header.map((_, i) => Math.max(...all.map((r) => String(r[i] ?? '').length)));
-  const numeric = header.map((_, i) => rows.length > 0 && rows.every((r) => typeof r[i] === 'number' || /^(-?[\d.]+|-)$/.test(String(r[i]))));
+  const numeric = header.map((_, i) => rows.length > 0 && rows.every((r) => typeof r[i] === 'number' || /^(-?\d+(\.\d+)?|-)$/.test(String(r[i]))));
   return all
     .map((r) =>
       r

@@ -33,7 +33,7 @@ export interface ReplayOptions {
 
 export interface ReplayResult {
   replayed: number;
-  /** Left in the dead-letter queue by the filter. */
+  /** Looked at and left in the dead-letter queue: not chosen by the filter, or past the limit (without a filter only `limit` are looked at). */
   skipped: number;
 }
 
@@ -127,7 +127,7 @@ export interface PurgeOptions {
 
 export interface PurgeResult {
   purged: number;
-  /** Left in the dead-letter queue by the filter or the limit. */
+  /** Looked at and left in the dead-letter queue: not chosen by the filter, or past the limit (without a filter only `limit` are looked at). */
   skipped: number;
 }
 

@@ -193,13 +193,13 @@ describe('warren dlq', () => {
 
     const replay = await warren(['dlq', 'replay', `${name}.work`, '--code', 'NON_RETRYABLE', '--yes', '--json'], env);
     expect(replay, replay.stderr).toMatchObject({ code: 0 });
-    expect(JSON.parse(replay.stdout)).toEqual({ replayed: 3, skipped: 2 });
+    expect(JSON.parse(replay.stdout)).toEqual({ replayed: 3, skipped: 2, left: 2 });
     expect((await queueCounts(`${name}.work`)).messages).toBe(3);
     expect((await queueCounts(dlq)).messages).toBe(2);
 
     const purgeOne = await warren(['dlq', 'purge', `${name}.work`, '--reason', 'invalid', '--limit', '1', '--yes'], env);
     expect(purgeOne, purgeOne.stderr).toMatchObject({ code: 0 });
-    expect(purgeOne.stdout).toContain(`purged 1 dead letters of '${name}.work'; 1 left in the dead-letter queue`);
+    expect(purgeOne.stdout).toContain(`purged 1 dead letter of '${name}.work'; 1 left in ${name}.work.dlq`);
     expect((await queueCounts(dlq)).messages).toBe(1);
     const left = JSON.parse((await warren(['dlq', 'peek', `${name}.work`, '--json'], env)).stdout);
     expect(left).toHaveLength(1);
