@@ -25,22 +25,27 @@ const LOCAL = 'amqp://guest:guest@localhost:5672';
 
 export function resolveTarget(flags: ConnectionFlags, app?: App): Target {
   const given = flags.url ?? process.env['AMQP_URL'];
-  const urls = given !== undefined && given !== '' ? given.split(',').map((u) => u.trim()).filter((u) => u !== '') : (app?.connect.urls ?? [LOCAL]);
+  const listed = given?.split(',').map((u) => u.trim()).filter((u) => u !== '') ?? [];
+  const urls = listed.length > 0 ? listed : (app?.connect.urls ?? [LOCAL]);
   const first = urls[0] ?? LOCAL;
+  // Shown in an error: without its password, even when a missing scheme makes `user:` look like one.
+  const shown = redactUrl(first).replace(/^[^/]*@/, '***@');
   let amqp: URL;
   try {
     amqp = new URL(first);
   } catch {
-    throw new UsageError(`'${redactUrl(first)}' is not a URL: give --url (or AMQP_URL) as amqp://user:password@host:5672/vhost`);
+    throw new UsageError(`'${shown}' is not a URL: give --url (or AMQP_URL) as amqp://user:password@host:5672/vhost`);
   }
   if (amqp.protocol !== 'amqp:' && amqp.protocol !== 'amqps:') {
-    throw new UsageError(`'${redactUrl(first)}' is not an amqp:// or amqps:// URL: give --url (or AMQP_URL) as amqp://user:password@host:5672/vhost`);
+    throw new UsageError(`'${shown}' is not an amqp:// or amqps:// URL: give --url (or AMQP_URL) as amqp://user:password@host:5672/vhost`);
   }
   const managementUrl = flags.managementUrl ?? process.env['RABBITMQ_MANAGEMENT_URL'] ?? app?.connect.managementUrl ?? managementUrlFor(amqp);
   const secrets = [...urls, managementUrl].flatMap((u) => {
     try {
-      const p = decodeURIComponent(new URL(u).password);
-      return p !== '' ? [p, encodeURIComponent(p)] : [];
+      // As written in the URL (any escaping), decoded, and escaped again: redact() must find each.
+      const raw = new URL(u).password;
+      const p = decodeURIComponent(raw);
+      return p !== '' ? [...new Set([raw, p, encodeURIComponent(p)])] : [];
     } catch {
       return [];
     }

@@ -69,24 +69,26 @@ export function defineApp(definition: AppDefinition): App {
   if (!Array.isArray(consumers)) problems.push('consumers: pass an array of consumers from defineConsumer()');
   const owns = (d.owns ?? undefined) as string[] | undefined;
   if (owns !== undefined && (!Array.isArray(owns) || owns.some((o) => typeof o !== 'string' || o === ''))) problems.push("owns: pass name patterns such as 'billing.*'");
-  if (problems.length > 0) throw new ConfigError(`app${typeof d.name === 'string' ? ` '${d.name}'` : ''}`, problems);
-
   const byName = new Map<string, MessageContract>();
-  for (const [i, c] of consumers.entries()) {
-    if (typeof c !== 'object' || c === null || typeof c.handle !== 'function') problems.push(`consumers.${i}: not a consumer from defineConsumer()`);
-    else if (consumers.findIndex((o) => o.name === c.name) !== i) problems.push(`consumers.${i}: a consumer named '${c.name}' is already in the app; give each a unique name`);
-  }
-  for (const [i, m] of messages.entries()) {
+  const isConsumer = (c: unknown): c is Consumer => typeof c === 'object' && c !== null && typeof (c as Partial<Consumer>).handle === 'function';
+  for (const [i, m] of (Array.isArray(messages) ? messages : []).entries()) {
     if (typeof m !== 'object' || m === null || typeof m.name !== 'string') problems.push(`messages.${i}: not a contract from defineMessage()`);
     else if (byName.has(m.name) && byName.get(m.name) !== m) problems.push(`messages.${i}: two contracts are named '${m.name}'; give each a unique name`);
     else byName.set(m.name, m);
   }
+  for (const [i, c] of (Array.isArray(consumers) ? consumers : []).entries()) {
+    if (!isConsumer(c)) problems.push(`consumers.${i}: not a consumer from defineConsumer()`);
+    else if (consumers.findIndex((o) => isConsumer(o) && o.name === c.name) !== i) problems.push(`consumers.${i}: a consumer named '${c.name}' is already in the app; give each a unique name`);
+    else if (byName.has(c.message.name) && byName.get(c.message.name) !== c.message) {
+      // `warren publish <name>` must find one schema for one name: the consumer's and the producer's.
+      problems.push(`consumers.${i}: its contract '${c.message.name}' is not the contract of that name the app already has; use one contract per message name`);
+    } else byName.set(c.message.name, c.message);
+  }
   if (d.connect !== undefined && (typeof d.connect !== 'object' || d.connect === null)) problems.push('connect: pass connect() options (without topology, messages and name)');
   const retry = (d.connect as AppConnectOptions | undefined)?.retry;
   if (retry !== undefined && !retryPolicySchema.safeParse(retry).success) problems.push('connect.retry: not a valid retry policy (see defineConsumer retry)');
-  if (problems.length > 0) throw new ConfigError(`app '${d.name as string}'`, problems);
+  if (problems.length > 0) throw new ConfigError(`app${typeof d.name === 'string' && d.name.trim() !== '' ? ` '${d.name}'` : ''}`, problems);
 
-  for (const c of consumers) if (!byName.has(c.message.name)) byName.set(c.message.name, c.message);
   const name = (d.name as string).trim();
   return Object.freeze({
     [APP]: true as const,

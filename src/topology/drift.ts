@@ -67,16 +67,18 @@ export async function findDrift(expected: ExpectedTopology, management: Manageme
   compare('exchange', expected.exchanges, exchanges);
   compare('queue', expected.queues, queues);
 
-  const key = (exchange: string, queue: string, routingKey: string): string => JSON.stringify([exchange, queue, routingKey]);
-  const liveBindings = new Set(bindings.filter((b) => b.destination_type === 'queue' && b.source !== '').map((b) => key(b.source, b.destination, b.routing_key)));
-  const declaredBindings = new Set(expected.bindings.map((b) => key(b.exchange, b.queue, b.routingKey)));
+  // A binding is its exchange, queue, routing key and arguments (a headers exchange matches on those).
+  const key = (exchange: string, queue: string, routingKey: string, args: Record<string, unknown> = {}): string =>
+    JSON.stringify([exchange, queue, routingKey, Object.entries(args).sort(([a], [b]) => a.localeCompare(b))]);
+  const liveBindings = new Set(bindings.filter((b) => b.destination_type === 'queue' && b.source !== '').map((b) => key(b.source, b.destination, b.routing_key, b.arguments)));
+  const declaredBindings = new Set(expected.bindings.map((b) => key(b.exchange, b.queue, b.routingKey, b.arguments)));
   const queuesOfApp = new Set(expected.queues.map((q) => q.name));
   for (const b of expected.bindings) {
-    if (!liveBindings.has(key(b.exchange, b.queue, b.routingKey))) missing.push({ kind: 'binding', name: bindingName(b.exchange, b.queue, b.routingKey) });
+    if (!liveBindings.has(key(b.exchange, b.queue, b.routingKey, b.arguments))) missing.push({ kind: 'binding', name: bindingName(b.exchange, b.queue, b.routingKey) });
   }
   for (const b of bindings) {
     if (b.destination_type !== 'queue' || b.source === '') continue;
-    if ((queuesOfApp.has(b.destination) || isOwned(b.destination)) && !declaredBindings.has(key(b.source, b.destination, b.routing_key))) {
+    if ((queuesOfApp.has(b.destination) || isOwned(b.destination)) && !declaredBindings.has(key(b.source, b.destination, b.routing_key, b.arguments))) {
       extra.push({ kind: 'binding', name: bindingName(b.source, b.destination, b.routing_key) });
     }
   }
