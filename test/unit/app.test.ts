@@ -425,7 +425,7 @@ describe('findDrift', () => {
     const drift = await findDrift(want, fakeManagement(broker).client, '/');
     expect(drift.missing).toEqual([{ kind: 'binding', name: 'orders → billing.orders (order.placed)' }]);
     expect(drift.extra).toEqual([{ kind: 'binding', name: 'orders → billing.orders (order.placed)' }]);
-    broker.bindings[2] = { ...broker.bindings[2]!, arguments: { region: 'eu', 'x-match': 'all' } };
+    broker.bindings[2] = { ...broker.bindings[2], arguments: { region: 'eu', 'x-match': 'all' } };
     expect((await findDrift(want, fakeManagement(broker).client, '/')).inSync).toBe(true);
   });
 
