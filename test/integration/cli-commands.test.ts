@@ -84,7 +84,9 @@ describe('warren topology', () => {
     expect(apply.stderr).toContain('[TOPOLOGY_MISMATCH]');
     expect(apply.stderr).toContain('x-max-length');
     // Nothing was changed: the queue still has the hand-made arguments.
-    expect((await management.queue(`${name}.work`))?.arguments).toEqual({ 'x-max-length': 10 });
+    const args = (await management.queue(`${name}.work`))?.arguments;
+    expect(args).toMatchObject({ 'x-max-length': 10 });
+    expect(args).not.toHaveProperty('x-dead-letter-exchange');
   });
 
   it('on a clean vhost: diff exits 3 (all missing), apply declares it, then diff exits 0; an owned leftover is extra', async () => {
@@ -168,7 +170,7 @@ describe('warren dlq', () => {
     const env = cliEnv(name);
     const run = startWarren(['run', fixtureApp], env);
     await run.waitForLog((r) => typeof r['msg'] === 'string' && r['msg'].startsWith('running'));
-    // Three the handler refuses (NON_RETRYABLE; no retry policy, so reason handler-failed), two that do not match the schema (invalid).
+    // Three the handler refuses (NonRetryableError: reason non-retryable, code NON_RETRYABLE), two that do not match the schema (invalid).
     const pub = await warren(['publish', 'job.created', '--app', fixtureApp, '--data', job('refused', { fail: true }), '--count', '3'], env);
     expect(pub, pub.stderr).toMatchObject({ code: 0 });
     await sendRaw(`${name}.work`, { body: '{"id": ""}', messageId: 'bad-1' }, { body: '{"nope": true}', messageId: 'bad-2' });
@@ -184,7 +186,7 @@ describe('warren dlq', () => {
     expect(invalid[0]).toMatchObject({ reason: 'invalid', errorCode: 'VALIDATION_FAILED', attempts: 1, consumer: 'worker' });
     const text = await warren(['dlq', 'peek', `${name}.work`, '--code', 'NON_RETRYABLE'], env);
     expect(text.stdout).toMatch(/^MESSAGE ID +REASON +CODE +ATTEMPTS +FIRST FAILURE +LAST FAILURE +ERROR$/m);
-    expect(text.stdout.match(/handler-failed +NON_RETRYABLE/g)).toHaveLength(3);
+    expect(text.stdout.match(/non-retryable +NON_RETRYABLE/g)).toHaveLength(3);
     expect((await queueCounts(dlq)).messages).toBe(5); // peeking takes nothing out
 
     const unasked = await warren(['dlq', 'replay', `${name}.work`], env);
