@@ -208,3 +208,25 @@ describe('warren dlq', () => {
     expect(left[0].reason).toBe('invalid');
   });
 });
+
+describe('credentials', () => {
+  it('a wrong password is refused with its code and never printed, by the AMQP and the management commands', async () => {
+    expect.hasAssertions();
+    const secret = `wrong-${randomBytes(6).toString('hex')}`;
+    const broker = new URL(brokerUrls().amqpUrl);
+    broker.password = secret;
+    const api = new URL(brokerUrls().managementUrl);
+    api.password = secret;
+    const env = cliEnv(cliName('secret'), { AMQP_URL: broker.toString(), RABBITMQ_MANAGEMENT_URL: api.toString() });
+
+    const publish = await warren(['publish', 'job.created', '--app', fixtureApp, '--data', job('x')], env);
+    expect(publish.code).toBe(1);
+    expect(publish.stderr).toContain('[ACCESS_REFUSED]');
+    const inspect = await warren(['inspect'], env);
+    expect(inspect.code).toBe(1);
+    expect(inspect.stderr).toContain('[MANAGEMENT_FAILED]');
+    const run = await warren(['run', fixtureApp, '--log-level', 'debug'], env);
+    expect(run.code).toBe(1);
+    for (const r of [publish, inspect, run]) expect(r.stdout + r.stderr).not.toContain(secret);
+  });
+});
