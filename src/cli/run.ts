@@ -63,8 +63,9 @@ export async function run(appPath: string | undefined, flags: RunFlags): Promise
       log.warn({ signal }, 'second signal: exiting now; messages not yet acked go back to their queues');
       process.exit(signalExitCode(signal));
     }
-    if (phase === 'starting') {
-      log.info({ signal }, 'stopped while starting');
+    if (started.warren === undefined) {
+      // Still connecting: nothing was delivered yet, nothing to drain.
+      log.info({ signal }, 'stopped while connecting');
       process.exit(0);
     }
     phase = 'stopping';
@@ -90,9 +91,19 @@ export async function run(appPath: string | undefined, flags: RunFlags): Promise
   });
   warren.on('error', (err) => log.error({ err, code: err.code }, err.message));
   started.warren = warren;
-  for (const c of consumers) await warren.consume(c);
-  phase = 'running';
-  log.info({ consumers: consumers.map((c) => ({ name: c.name, queue: c.queue, prefetch: c.prefetch, concurrency: c.concurrency })) }, 'running; SIGTERM or Ctrl-C stops');
+  // The signal handler changes `phase` while this awaits.
+  const stopping = (): boolean => phase === 'stopping';
+  for (const c of consumers) {
+    // A signal while consumers attach: the ones attached stop gracefully with the rest below.
+    if (stopping()) break;
+    await warren.consume(c).catch((err: unknown) => {
+      if (!stopping()) throw err;
+    });
+  }
+  if (!stopping()) {
+    phase = 'running';
+    log.info({ consumers: consumers.map((c) => ({ name: c.name, queue: c.queue, prefetch: c.prefetch, concurrency: c.concurrency })) }, 'running; SIGTERM or Ctrl-C stops');
+  }
 
   const signal = await stopped;
   const deadline = Math.max(...consumers.map((c) => c.stopTimeoutMs));
