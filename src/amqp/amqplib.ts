@@ -103,6 +103,10 @@ class AmqplibChannelAdapter<C extends AmqplibChannel = AmqplibChannel> extends T
     return this.ch.checkQueue(name);
   }
 
+  async purgeQueue(name: string): Promise<number> {
+    return (await this.ch.purgeQueue(name)).messageCount;
+  }
+
   async bindQueue(queue: string, exchange: string, routingKey: string, args: Record<string, unknown>): Promise<void> {
     await this.ch.bindQueue(queue, exchange, routingKey, args);
   }

@@ -154,6 +154,8 @@ export interface Channel extends Emits<ChannelEvents> {
   assertQueue(name: string, options: QueueOptions): Promise<QueueInfo>;
   /** Rejects (404, closing the channel) when the queue does not exist. */
   checkQueue(name: string): Promise<QueueInfo>;
+  /** Removes every ready message of the queue; resolves with how many. */
+  purgeQueue(name: string): Promise<number>;
   bindQueue(queue: string, exchange: string, routingKey: string, args: Record<string, unknown>): Promise<void>;
   /** Per-consumer prefetch (basic.qos with global false). */
   prefetch(count: number): Promise<void>;

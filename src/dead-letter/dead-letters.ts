@@ -1,7 +1,8 @@
 import { withChannel } from '../amqp/close.js';
+import { amqpCode, ReplyCode } from '../amqp/reply-codes.js';
 import type { Channel, Inbound, Link } from '../amqp/transport.js';
 import { DLQ_SUFFIX, type Topology } from '../define/topology.js';
-import { ConfigError } from '../support/errors.js';
+import { ConfigError, TopologyError } from '../support/errors.js';
 import { copyProperties, type CopyPublisher } from './copy.js';
 import { Header } from './headers.js';
 
@@ -33,7 +34,7 @@ export interface ReplayOptions {
 
 export interface ReplayResult {
   replayed: number;
-  /** Looked at and left in the dead-letter queue: not chosen by the filter, or past the limit (without a filter only `limit` are looked at). */
+  /** Looked at and left in the dead-letter queue (not chosen by the filter). */
   skipped: number;
 }
 
@@ -88,34 +89,49 @@ export function toDeadLetter(msg: Inbound): DeadLetter {
   };
 }
 
+/** What to do with the message looked at, and whether to look at the next. */
+type Visit = 'next' | 'stop';
+
 /**
- * Takes up to `limit` messages from `dlq` without acking them, runs `fn` on them, and returns
- * whatever was not acked to the queue when the channel closes.
+ * Looks at the messages of `dlq` one at a time (basic.get, no ack), at most `max`, until `fn`
+ * says stop: what `fn` acks leaves the queue; the rest stay unacked on this channel, so a get
+ * never returns one twice, and go back to the queue, in their order, when the channel closes.
+ * Only the message in hand is held in memory.
  */
-async function browse<T>(link: Link, dlq: string, limit: number, fn: (ch: Channel, messages: Inbound[]) => Promise<T>): Promise<T> {
-  return withChannel(link, async (ch) => {
-    const messages: Inbound[] = [];
-    while (messages.length < limit) {
-      const m = await ch.get(dlq);
-      if (m === undefined) break;
-      messages.push(m);
+async function visit(link: Link, dlq: string, max: number, fn: (ch: Channel, msg: Inbound) => Promise<Visit> | Visit): Promise<void> {
+  await withChannel(link, async (ch) => {
+    for (let seen = 0; seen < max; seen++) {
+      let m: Inbound | undefined;
+      try {
+        m = await ch.get(dlq);
+      } catch (err) {
+        if (amqpCode(err) !== ReplyCode.NOT_FOUND) throw err;
+        throw new TopologyError(`There is no queue '${dlq}' on this vhost: is the queue name right, and does its queue dead-letter (deadLetter in the topology)?`, {
+          cause: err,
+        });
+      }
+      if (m === undefined || (await fn(ch, m)) === 'stop') return;
     }
-    return fn(ch, messages);
   });
 }
 
 export interface PeekOptions {
   /** Show at most this many. Default 10. */
   limit?: number;
-  /** Show only those it returns true for (the whole queue is looked through). */
+  /** Show only those it returns true for (looking until `limit` match or the queue ends). */
   filter?: (message: DeadLetter) => boolean;
 }
 
 export async function peekDeadLetters(link: Link, dlq: string, options: PeekOptions): Promise<DeadLetter[]> {
   const limit = options.limit ?? 10;
-  const filter = options.filter;
-  if (filter === undefined) return browse(link, dlq, limit, (_ch, messages) => Promise.resolve(messages.map(toDeadLetter)));
-  return browse(link, dlq, Number.MAX_SAFE_INTEGER, (_ch, messages) => Promise.resolve(messages.map(toDeadLetter).filter(filter).slice(0, limit)));
+  const found: DeadLetter[] = [];
+  if (limit <= 0) return found;
+  await visit(link, dlq, Number.MAX_SAFE_INTEGER, (_ch, msg) => {
+    const dead = toDeadLetter(msg);
+    if (options.filter === undefined || options.filter(dead)) found.push(dead);
+    return found.length >= limit ? 'stop' : 'next';
+  });
+  return found;
 }
 
 export interface PurgeOptions {
@@ -127,22 +143,33 @@ export interface PurgeOptions {
 
 export interface PurgeResult {
   purged: number;
-  /** Looked at and left in the dead-letter queue: not chosen by the filter, or past the limit (without a filter only `limit` are looked at). */
+  /** Looked at and left in the dead-letter queue (not chosen by the filter). */
   skipped: number;
 }
 
 /** Removes the chosen dead letters for good (acks them); the rest go back to the queue untouched. */
 export async function purgeDeadLetters(link: Link, dlq: string, options: PurgeOptions): Promise<PurgeResult> {
+  if (options.filter === undefined && options.limit === undefined) {
+    // All of them: one queue.purge, not a get per message.
+    const purged = await withChannel(link, (ch) => ch.purgeQueue(dlq)).catch((err: unknown) => {
+      throw amqpCode(err) === ReplyCode.NOT_FOUND ? new TopologyError(`There is no queue '${dlq}' on this vhost: is the queue name right?`, { cause: err }) : err;
+    });
+    return { purged, skipped: 0 };
+  }
   const limit = options.limit ?? Number.MAX_SAFE_INTEGER;
-  return browse(link, dlq, options.filter === undefined ? limit : Number.MAX_SAFE_INTEGER, (ch, messages) => {
-    let purged = 0;
-    for (const msg of messages) {
-      if (purged >= limit || (options.filter !== undefined && !options.filter(toDeadLetter(msg)))) continue;
-      ch.ack(msg.deliveryTag, false);
-      purged += 1;
-    }
-    return Promise.resolve({ purged, skipped: messages.length - purged });
-  });
+  let purged = 0;
+  let skipped = 0;
+  if (limit > 0) {
+    await visit(link, dlq, Number.MAX_SAFE_INTEGER, (ch, msg) => {
+      if (options.filter !== undefined && !options.filter(toDeadLetter(msg))) skipped += 1;
+      else {
+        ch.ack(msg.deliveryTag, false);
+        purged += 1;
+      }
+      return purged >= limit ? 'stop' : 'next';
+    });
+  }
+  return { purged, skipped };
 }
 
 /** Headers of a replayed copy: the failure history stays readable, the attempt count starts again. */
@@ -153,24 +180,22 @@ function replayHeaders(headers: Record<string, unknown>): Record<string, unknown
 
 export async function replayDeadLetters(link: Link, publisher: CopyPublisher, queue: string, dlq: string, options: ReplayOptions): Promise<ReplayResult> {
   const limit = options.limit ?? Number.MAX_SAFE_INTEGER;
-  // With a filter, browse the whole queue once: a skipped message stays unacked, so get never
-  // returns it twice, and goes back to the queue when the channel closes.
-  return browse(link, dlq, options.filter === undefined ? limit : Number.MAX_SAFE_INTEGER, async (ch, messages) => {
-    let replayed = 0;
-    let skipped = 0;
-    for (const msg of messages) {
-      const dead = toDeadLetter(msg);
-      if (replayed >= limit || (options.filter !== undefined && !options.filter(dead))) {
-        skipped += 1;
-        continue;
-      }
-      const origin = str(dead.headers[Header.originQueue]) ?? queue;
-      const props = copyProperties(msg, replayHeaders(dead.headers), `replay:${dlq}:${msg.deliveryTag}:${Date.now()}`);
-      // Removed from the dead-letter queue only once its copy is confirmed: a crash duplicates, never loses.
-      await publisher.publishCopy('', origin, msg.body, props);
-      ch.ack(msg.deliveryTag, false);
-      replayed += 1;
+  let replayed = 0;
+  let skipped = 0;
+  if (limit <= 0) return { replayed, skipped };
+  await visit(link, dlq, Number.MAX_SAFE_INTEGER, async (ch, msg) => {
+    const dead = toDeadLetter(msg);
+    if (options.filter !== undefined && !options.filter(dead)) {
+      skipped += 1;
+      return 'next';
     }
-    return { replayed, skipped };
+    const origin = str(dead.headers[Header.originQueue]) ?? queue;
+    const props = copyProperties(msg, replayHeaders(dead.headers), `replay:${dlq}:${msg.deliveryTag}:${Date.now()}`);
+    // Removed from the dead-letter queue only once its copy is confirmed: a crash duplicates, never loses.
+    await publisher.publishCopy('', origin, msg.body, props);
+    ch.ack(msg.deliveryTag, false);
+    replayed += 1;
+    return replayed >= limit ? 'stop' : 'next';
   });
+  return { replayed, skipped };
 }

@@ -33,6 +33,7 @@ export type Frame =
   | { op: 'assertExchange'; channel: number; name: string; type: string }
   | { op: 'assertQueue'; channel: number; name: string; arguments: Record<string, unknown> }
   | { op: 'checkQueue'; channel: number; name: string }
+  | { op: 'purgeQueue'; channel: number; name: string }
   | { op: 'bindQueue'; channel: number; name: string; exchange: string; routingKey: string }
   | { op: 'prefetch'; channel: number; count: number }
   | { op: 'consume'; channel: number; name: string; consumerTag: string }
@@ -112,6 +113,7 @@ export class ScriptedChannel extends TypedEmitter<ChannelEvents> implements Conf
   async assertExchange(name: string, type: string, _o: ExchangeOptions): Promise<void> { this.#call({ op: 'assertExchange', channel: this.id, name, type }); }
   async assertQueue(name: string, o: QueueOptions): Promise<QueueInfo> { this.#call({ op: 'assertQueue', channel: this.id, name, arguments: o.arguments }); return empty(name); }
   async checkQueue(name: string): Promise<QueueInfo> { this.#call({ op: 'checkQueue', channel: this.id, name }); return empty(name); }
+  async purgeQueue(name: string): Promise<number> { this.#call({ op: 'purgeQueue', channel: this.id, name }); return 0; }
   async bindQueue(name: string, exchange: string, routingKey: string): Promise<void> { this.#call({ op: 'bindQueue', channel: this.id, name, exchange, routingKey }); }
   async prefetch(count: number): Promise<void> { this.#call({ op: 'prefetch', channel: this.id, count }); }
   /** Recorded only: as with amqplib's adapter, deliveries still reach the consumer until the channel closes. */

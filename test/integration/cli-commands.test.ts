@@ -206,6 +206,14 @@ describe('warren dlq', () => {
     const left = JSON.parse((await warren(['dlq', 'peek', `${name}.work`, '--json'], env)).stdout);
     expect(left).toHaveLength(1);
     expect(left[0].reason).toBe('invalid');
+
+    // Everything (no filter, no limit): one queue.purge.
+    const purgeAll = await warren(['dlq', 'purge', `${name}.work`, '--yes', '--json'], env);
+    expect(JSON.parse(purgeAll.stdout)).toEqual({ purged: 1, skipped: 0, left: 0 });
+
+    const missing = await warren(['dlq', 'peek', `${name}.nothing`], env);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toContain(`[TOPOLOGY_FAILED]: There is no queue '${name}.nothing.dlq' on this vhost`);
   });
 });
 

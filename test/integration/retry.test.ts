@@ -178,7 +178,11 @@ describe('retry with delay, dead letters', () => {
     expect((await queueCounts(s.dlq)).messages).toBe(4);
 
     failing = false;
-    expect(await warren.replayDeadLetters(s.queue, { filter: (d) => (d.body as { id: string }).id !== 'd', limit: 2 })).toEqual({ replayed: 2, skipped: 2 });
+    // It stops once two are replayed: `skipped` counts only what the filter left on the way (d, if it came first).
+    const first = await warren.replayDeadLetters(s.queue, { filter: (d) => (d.body as { id: string }).id !== 'd', limit: 2 });
+    expect(first.replayed).toBe(2);
+    expect(first.skipped).toBeLessThanOrEqual(1);
+    expect((await warren.peekDeadLetters(s.queue, 10)).map((d) => (d.body as { id: string }).id)).toContain('d');
     await waitFor(() => handled.length === 2, 'two replayed messages handled');
     expect(await warren.replayDeadLetters(s.queue)).toEqual({ replayed: 2, skipped: 0 });
     await waitFor(() => handled.length === 4, 'all replayed messages handled');
