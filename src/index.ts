@@ -6,7 +6,7 @@ export type { App, AppConnectOptions, AppDefinition, DiffOptions, PlannedEntity 
 export type { DriftEntity, TopologyDrift } from './topology/drift.js';
 export { inspectBroker } from './client/inspect.js';
 export type { BrokerSnapshot, ConnectionSnapshot, InspectOptions, QueueSnapshot } from './client/inspect.js';
-export { redactUrl } from './support/redact.js';
+export { redactSecrets, redactUrl } from './support/redact.js';
 export { VERSION as version } from './support/version.js';
 
 export { defineTopology } from './define/topology.js';

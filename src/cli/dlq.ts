@@ -1,6 +1,8 @@
 import { createInterface } from 'node:readline/promises';
-import { connect, type DeadLetter, type Warren } from '../index.js';
-import { loadApp, makeLogger, resolveTarget, type ConnectionFlags } from './context.js';
+import type { App, DeadLetter, Warren } from '../index.js';
+import { makeLogger } from './arguments.js';
+import { loadApp } from './load-app.js';
+import { closing, connectApp, resolveTarget, type ConnectionFlags } from './target.js';
 import { UsageError } from './exit.js';
 import { printJson, short, table } from './output.js';
 
@@ -25,16 +27,13 @@ function chosen(flags: DlqFlags): string {
   return flags.limit !== undefined ? `${which} (at most ${flags.limit})` : which;
 }
 
-async function withWarren<T>(flags: DlqFlags, fn: (warren: Warren) => Promise<T>): Promise<T> {
+async function withWarren<T>(flags: DlqFlags, fn: (warren: Warren, app: App | undefined) => Promise<T>): Promise<T> {
   const app = flags.app !== undefined ? await loadApp(flags.app) : undefined;
   const target = resolveTarget(flags, app);
-  // No topology: looking at a dead-letter queue declares nothing.
-  const warren = await connect({ ...app?.connect, urls: target.urls, name: `${app?.name ?? 'warren'}-cli`, logger: makeLogger('error', 2) });
-  try {
-    return await fn(warren);
-  } finally {
-    await warren.close();
-  }
+  // With --app, its topology names each queue's dead-letter queue (a custom deadLetter.routingKey
+  // included); connecting declares it, as the app itself does at start.
+  const warren = await connectApp(app, target, `${app?.name ?? 'warren'}-cli`, makeLogger('error', 2), app !== undefined ? { topology: app.topology } : {});
+  return closing(warren, (w) => fn(w, app));
 }
 
 /** Replay and purge change the queue: on a terminal ask first; elsewhere only with --yes. */
@@ -51,9 +50,14 @@ async function confirm(question: string, flags: DlqFlags): Promise<boolean> {
 
 const letters = (n: number): string => `${n} dead letter${n === 1 ? '' : 's'}`;
 
-/** Messages in the dead-letter queue now (undefined when it cannot be checked): replayed ones may already be back. */
-async function leftIn(warren: Warren, queue: string): Promise<number | undefined> {
-  return warren.queueStatus(`${queue}.dlq`).then((s) => s.messages, () => undefined);
+/** Ready messages in the dead-letter queue (undefined when it cannot be checked). */
+async function readyIn(warren: Warren, app: App | undefined, queue: string): Promise<number | undefined> {
+  return warren.queueStatus(dlqOf(app, queue)).then((s) => s.messages, () => undefined);
+}
+
+/** The dead-letter queue of `queue`: the app's `deadLetter` routing key when it sets one, else `<queue>.dlq`. */
+function dlqOf(app: App | undefined, queue: string): string {
+  return app?.topology.queue(queue)?.deadLetter?.routingKey ?? `${queue}.dlq`;
 }
 
 const when = (d: Date | undefined): string => (d !== undefined ? d.toISOString() : '-');
@@ -76,26 +80,30 @@ export async function peek(queue: string, flags: DlqFlags): Promise<void> {
   process.stdout.write(`${letters.length} shown (--limit ${flags.limit ?? 20}); --json shows bodies and every field\n`);
 }
 
-/** `warren dlq replay`: moves the chosen dead letters back to their queue, each removed only once its copy is confirmed. */
-export async function replay(queue: string, flags: DlqFlags): Promise<void> {
-  if (!(await confirm(`Replay ${chosen(flags)} of '${queue}' back to their queue?`, flags))) return void process.stdout.write('nothing replayed\n');
+/** Replay or purge: both change the queue, ask first, and report what is left. */
+async function change(action: 'replay' | 'purge', queue: string, flags: DlqFlags): Promise<void> {
+  const question = action === 'replay' ? `Replay ${chosen(flags)} of '${queue}' back to their queue?` : `Delete ${chosen(flags)} of '${queue}' for good?`;
+  if (!(await confirm(question, flags))) return void process.stdout.write(`nothing ${action === 'replay' ? 'replayed' : 'purged'}\n`);
   const filter = filterOf(flags);
-  const result = await withWarren(flags, async (w) => {
-    const r = await w.replayDeadLetters(queue, { ...(flags.limit !== undefined ? { limit: flags.limit } : {}), ...(filter !== undefined ? { filter } : {}) });
-    return { ...r, left: await leftIn(w, queue) };
+  const options = { ...(flags.limit !== undefined ? { limit: flags.limit } : {}), ...(filter !== undefined ? { filter } : {}) };
+  const { result, dlq } = await withWarren(flags, async (w, app) => {
+    // Counted before, less what left: counted after, the skipped ones may still be on their way back.
+    const before = await readyIn(w, app, queue);
+    const r = action === 'replay' ? await w.replayDeadLetters(queue, options) : await w.purgeDeadLetters(queue, options);
+    const removed = 'replayed' in r ? r.replayed : r.purged;
+    return { result: { ...r, left: before !== undefined ? Math.max(0, before - removed) : undefined }, dlq: dlqOf(app, queue) };
   });
-  if (flags.json === true) printJson(result);
-  else process.stdout.write(`replayed ${letters(result.replayed)} of '${queue}' to their queue; ${result.left ?? 'unknown'} left in ${queue}.dlq\n`);
+  if (flags.json === true) return printJson(result);
+  const done = 'replayed' in result ? `replayed ${letters(result.replayed)} of '${queue}' to their queue` : `purged ${letters(result.purged)} of '${queue}'`;
+  process.stdout.write(`${done}; ${result.left ?? 'unknown'} left in ${dlq}\n`);
+}
+
+/** `warren dlq replay`: moves the chosen dead letters back to their queue, each removed only once its copy is confirmed. */
+export function replay(queue: string, flags: DlqFlags): Promise<void> {
+  return change('replay', queue, flags);
 }
 
 /** `warren dlq purge`: removes the chosen dead letters for good. */
-export async function purge(queue: string, flags: DlqFlags): Promise<void> {
-  if (!(await confirm(`Delete ${chosen(flags)} of '${queue}' for good?`, flags))) return void process.stdout.write('nothing purged\n');
-  const filter = filterOf(flags);
-  const result = await withWarren(flags, async (w) => {
-    const r = await w.purgeDeadLetters(queue, { ...(flags.limit !== undefined ? { limit: flags.limit } : {}), ...(filter !== undefined ? { filter } : {}) });
-    return { ...r, left: await leftIn(w, queue) };
-  });
-  if (flags.json === true) printJson(result);
-  else process.stdout.write(`purged ${letters(result.purged)} of '${queue}'; ${result.left ?? 'unknown'} left in ${queue}.dlq\n`);
+export function purge(queue: string, flags: DlqFlags): Promise<void> {
+  return change('purge', queue, flags);
 }

@@ -26,3 +26,9 @@ export class Exit extends Error {
     super(`exit ${code}`);
   }
 }
+
+/** The `code` of a WarrenError (of this copy of warren or another), else undefined. */
+export function codeOf(err: unknown): string | undefined {
+  const code = typeof err === 'object' && err !== null ? (err as { code?: unknown }).code : undefined;
+  return typeof code === 'string' ? code : undefined;
+}

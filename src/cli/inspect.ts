@@ -1,5 +1,7 @@
 import { inspectBroker, type BrokerSnapshot } from '../index.js';
-import { loadApp, resolveTarget, type ConnectionFlags } from './context.js';
+import { codeOf } from './exit.js';
+import { loadApp } from './load-app.js';
+import { redact, resolveTarget, type ConnectionFlags } from './target.js';
 import { fixed, table } from './output.js';
 
 export interface InspectFlags extends ConnectionFlags {
@@ -40,12 +42,19 @@ export async function inspect(pattern: string | undefined, flags: InspectFlags):
     else process.stdout.write((redraw && process.stdout.isTTY ? '\x1b[H\x1b[2J' : '') + render(s) + (redraw ? `\nrefreshing every ${flags.interval} s; Ctrl-C to stop\n` : ''));
   };
   if (flags.watch !== true) return show(await once(), false);
-  let stop = false;
-  process.once('SIGINT', () => (stop = true));
-  process.once('SIGTERM', () => (stop = true));
-  while (!stop) {
-    show(await once(), true);
-    const until = Date.now() + flags.interval * 1000;
-    while (!stop && Date.now() < until) await new Promise((r) => setTimeout(r, Math.min(100, until - Date.now())));
+  let stop!: () => void;
+  const stopped = new Promise<void>((resolve) => (stop = resolve));
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  for (let running = true; running; ) {
+    try {
+      show(await once(), true);
+    } catch (err) {
+      // A broker restarting is when someone watches: say so, and keep trying.
+      const text = `error${codeOf(err) !== undefined ? ` [${codeOf(err)}]` : ''}: ${err instanceof Error ? err.message : String(err)} (retrying every ${flags.interval} s)`;
+      process.stderr.write(redact(text) + '\n');
+    }
+    const timer = new Promise<boolean>((resolve) => setTimeout(() => resolve(true), flags.interval * 1000).unref());
+    running = await Promise.race([timer, stopped.then(() => false)]);
   }
 }

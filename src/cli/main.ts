@@ -1,13 +1,14 @@
 #!/usr/bin/env node
 // The `warren` command. Imports only warren's public API (../index.js) and its own files.
-import { Command, CommanderError, Option } from 'commander';
+import { Command, CommanderError } from 'commander';
 import { version } from '../index.js';
-import { positiveInt, positiveNumber, redact, resolveTarget } from './context.js';
+import { positiveInt, positiveNumber } from './arguments.js';
 import * as dlq from './dlq.js';
-import { Exit, ExitCode, UsageError } from './exit.js';
+import { codeOf, Exit, ExitCode, UsageError } from './exit.js';
 import { inspect } from './inspect.js';
 import { publish } from './publish.js';
 import { run } from './run.js';
+import { redact } from './target.js';
 import * as topology from './topology.js';
 
 const EXIT_CODES = `
@@ -50,7 +51,7 @@ connectionOptions(
     .option('--concurrency <n>', "override every consumer's concurrency", positiveInt('--concurrency'))
     .option('--metrics-port <port>', 'serve /healthz (alive) and /readyz (connected, not blocked, consumers attached, none stalled) on this port', positiveInt('--metrics-port'))
     .option('--metrics-host <host>', 'address the probes listen on (default: every interface)')
-    .addOption(new Option('--log-level <level>', 'log level').choices(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default(process.env['LOG_LEVEL'] ?? 'info'))
+    .option('--log-level <level>', 'trace, debug, info, warn, error, fatal or silent', process.env['LOG_LEVEL'] ?? 'info')
     .addHelpText('after', examples('warren run ./consumers/app.ts', 'warren run ./app.ts --only billing --prefetch 50 --concurrency 10 --metrics-port 9464', 'AMQP_URL=amqp://app:secret@rabbit:5672/shop warren run dist/app.js')),
 ).action(run);
 
@@ -126,40 +127,21 @@ for (const [name, [description, fn]] of Object.entries(dlqActions)) {
   dlqCmd.commands.at(-1)?.action(fn);
 }
 
-/** Every secret the command line or environment could carry, to keep out of anything printed. */
-function secrets(): string[] {
-  const argv = process.argv;
-  const flag = (name: string): string | undefined => {
-    const i = argv.indexOf(name);
-    return i >= 0 ? argv[i + 1] : argv.find((a) => a.startsWith(`${name}=`))?.slice(name.length + 1);
-  };
-  try {
-    const url = flag('--url');
-    const managementUrl = flag('--management-url');
-    return resolveTarget({ ...(url !== undefined ? { url } : {}), ...(managementUrl !== undefined ? { managementUrl } : {}) }).secrets;
-  } catch {
-    return [];
-  }
-}
-
 async function main(): Promise<number> {
   try {
     await program.parseAsync(process.argv);
     return ExitCode.ok;
   } catch (err) {
     if (err instanceof Exit) return err.code;
-    if (err instanceof CommanderError) {
-      return err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help' ? ExitCode.ok : ExitCode.usage;
-    }
-    const hide = secrets();
+    // Help asked for is 0; help shown because a command or argument is missing is a usage error.
+    if (err instanceof CommanderError) return err.exitCode === 0 ? ExitCode.ok : ExitCode.usage;
     if (err instanceof UsageError) {
-      process.stderr.write(redact(`warren: ${err.message}\n(add --help for options and examples)\n`, hide));
+      process.stderr.write(redact(`warren: ${err.message}\n(add --help for options and examples)\n`));
       return ExitCode.usage;
     }
-    const code = typeof (err as { code?: unknown }).code === 'string' ? (err as { code: string }).code : undefined;
-    const message = err instanceof Error ? err.message : String(err);
-    process.stderr.write(redact(`error${code !== undefined ? ` [${code}]` : ''}: ${message}\n`, hide));
-    if (process.env['WARREN_DEBUG'] !== undefined && err instanceof Error && err.stack !== undefined) process.stderr.write(redact(err.stack + '\n', hide));
+    const code = codeOf(err);
+    process.stderr.write(redact(`error${code !== undefined ? ` [${code}]` : ''}: ${err instanceof Error ? err.message : String(err)}\n`));
+    if (process.env['WARREN_DEBUG'] !== undefined && err instanceof Error && err.stack !== undefined) process.stderr.write(redact(err.stack + '\n'));
     return ExitCode.failure;
   }
 }

@@ -11,8 +11,10 @@ export interface Readiness {
 export function readiness(health: Health): Readiness {
   const reasons: string[] = [];
   const { publish, consume } = health.connections;
-  if (publish.state !== 'open') reasons.push(`publish connection ${publish.state}`);
-  if (consume !== undefined && consume.state !== 'open') reasons.push(`consume connection ${consume.state}`);
+  // A blocked connection is up: its one reason is the alarm, below.
+  const down = (state: string): boolean => state !== 'open' && state !== 'blocked';
+  if (down(publish.state)) reasons.push(`publish connection ${publish.state}`);
+  if (consume !== undefined && down(consume.state)) reasons.push(`consume connection ${consume.state}`);
   if (health.blocked) reasons.push('blocked by a broker resource alarm');
   for (const c of health.consumers) {
     if (!c.attached) reasons.push(`consumer ${c.name} not attached`);

@@ -1,9 +1,11 @@
 import { readFile } from 'node:fs/promises';
 import { text } from 'node:stream/consumers';
 import cliProgress from 'cli-progress';
-import { connect, type MessageContract, type PublishOptions, type Warren } from '../index.js';
-import { loadApp, makeLogger, resolveTarget, type ConnectionFlags } from './context.js';
-import { Exit, ExitCode, UsageError } from './exit.js';
+import type { MessageContract, PublishOptions, Warren } from '../index.js';
+import { makeLogger } from './arguments.js';
+import { codeOf, Exit, ExitCode, UsageError } from './exit.js';
+import { loadApp } from './load-app.js';
+import { closing, connectApp, resolveTarget, type ConnectionFlags } from './target.js';
 import { fixed, printJson, short } from './output.js';
 
 export interface PublishFlags extends ConnectionFlags {
@@ -33,7 +35,11 @@ export interface PublishReport {
 /** `--data` as given: JSON text, `@file` holding it, or `-` for stdin. */
 async function readData(data: string | undefined): Promise<string> {
   if (data === undefined) throw new UsageError("give the payload with --data '{\"…\": …}', --data @payload.json or --data - (stdin)");
-  if (data === '-') return text(process.stdin);
+  if (data === '-') {
+    const input = await text(process.stdin);
+    if (input.trim() === '') throw new UsageError('--data -: stdin was empty; pipe the JSON payload in, e.g. cat order.json | warren publish …');
+    return input;
+  }
   if (data.startsWith('@')) {
     try {
       return await readFile(data.slice(1), 'utf8');
@@ -51,6 +57,13 @@ function problemsOf(contract: MessageContract, payload: unknown): string[] {
   return r.error.issues.map((i) => `${i.path.length > 0 ? i.path.map(String).join('.') : '(root)'}: ${i.message}`);
 }
 
+/** An invalid payload: nothing is sent; the problems on stderr (and as JSON on stdout with --json); exit 1. */
+function refuse(flags: PublishFlags, message: string, problems: string[]): never {
+  process.stderr.write(`error [VALIDATION_FAILED]: the payload does not match the schema of '${message}'; nothing was published\n${problems.map((p) => `  - ${p}\n`).join('')}`);
+  if (flags.json === true) printJson({ message, error: { code: 'VALIDATION_FAILED', problems } });
+  throw new Exit(ExitCode.failure);
+}
+
 /** Validates once up front, then publishes `count` copies (each its own messageId), at most `rate` a second, and waits for every confirm. */
 export async function publish(messageName: string, flags: PublishFlags): Promise<void> {
   const app = await loadApp(flags.app);
@@ -64,41 +77,28 @@ export async function publish(messageName: string, flags: PublishFlags): Promise
   try {
     payload = JSON.parse(raw);
   } catch (err) {
-    process.stderr.write(`error [VALIDATION_FAILED]: the payload is not JSON (${err instanceof Error ? err.message : String(err)}); nothing was published\n`);
-    throw new Exit(ExitCode.failure);
+    refuse(flags, contract.name, [`the payload is not JSON (${err instanceof Error ? err.message : String(err)})`]);
   }
   const problems = problemsOf(contract, payload);
-  if (problems.length > 0) {
-    process.stderr.write(`error [VALIDATION_FAILED]: the payload does not match the schema of '${contract.name}'; nothing was published\n${problems.map((p) => `  - ${p}\n`).join('')}`);
-    throw new Exit(ExitCode.failure);
-  }
+  if (problems.length > 0) refuse(flags, contract.name, problems);
 
   const target = resolveTarget(flags, app);
-  const warren = await connect({
-    ...app.connect,
-    urls: target.urls,
-    managementUrl: target.managementUrl,
-    name: `${app.name}-cli`,
+  const warren = await connectApp(app, target, `${app.name}-cli`, makeLogger('error', 2), {
     // Declared as the app declares it, so a publish to a fresh vhost finds its exchange.
     topology: app.topology,
     messages: app.messages,
-    logger: makeLogger('error', 2),
     publisher: { ...app.connect.publisher, whenFull: 'wait' },
   });
-  try {
-    const report = await publishAll(warren, contract, payload, flags);
-    if (flags.json === true) printJson(report);
-    else {
-      process.stdout.write(
-        `published ${report.count} × ${report.message} to exchange '${report.exchange}' (routing key '${report.routingKey}'): ` +
-          `${report.confirmed} confirmed, ${report.failed} failed in ${report.seconds.toFixed(2)} s (${Math.round(report.rate)} msg/s)\n`,
-      );
-      for (const [code, f] of Object.entries(report.failures)) process.stdout.write(`  ${code}: ${f.count} (${short(f.example, 200)})\n`);
-    }
-    if (report.failed > 0) throw new Exit(ExitCode.failure);
-  } finally {
-    await warren.close();
+  const report = await closing(warren, () => publishAll(warren, contract, payload, flags));
+  if (flags.json === true) printJson(report);
+  else {
+    process.stdout.write(
+      `published ${report.count} × ${report.message} to exchange '${report.exchange}' (routing key '${report.routingKey}'): ` +
+        `${report.confirmed} confirmed, ${report.failed} failed in ${report.seconds.toFixed(2)} s (${Math.round(report.rate)} msg/s)\n`,
+    );
+    for (const [code, f] of Object.entries(report.failures)) process.stdout.write(`  ${code}: ${f.count} (${short(f.example, 200)})\n`);
   }
+  if (report.failed > 0) throw new Exit(ExitCode.failure);
 }
 
 async function publishAll(warren: Warren, contract: MessageContract, payload: unknown, flags: PublishFlags): Promise<PublishReport> {
@@ -128,7 +128,7 @@ async function publishAll(warren: Warren, contract: MessageContract, payload: un
         () => void (confirmed += 1),
         (err: unknown) => {
           failed += 1;
-          const code = typeof (err as { code?: unknown }).code === 'string' ? (err as { code: string }).code : 'UNKNOWN';
+          const code = codeOf(err) ?? 'UNKNOWN';
           const f = (failures[code] ??= { count: 0, example: err instanceof Error ? err.message : String(err) });
           f.count += 1;
         },

@@ -1,6 +1,9 @@
 import type { Server } from 'node:http';
-import { connect, redactUrl, type App, type Consumer, type Warren } from '../index.js';
-import { loadApp, makeLogger, resolveTarget, type ConnectionFlags } from './context.js';
+import type { Logger } from 'pino';
+import { redactUrl, type App, type Consumer, type Warren } from '../index.js';
+import { logLevel, makeLogger } from './arguments.js';
+import { appArgument, loadApp } from './load-app.js';
+import { connectApp, resolveTarget, type ConnectionFlags } from './target.js';
 import { signalExitCode, UsageError } from './exit.js';
 import { readiness, serveProbes, type Readiness } from './probes.js';
 
@@ -39,10 +42,10 @@ export function selectConsumers(app: App, flags: Pick<RunFlags, 'only' | 'prefet
  * signal exits at once with 128 + its number: what was unacked is redelivered by the broker.
  */
 export async function run(appPath: string | undefined, flags: RunFlags): Promise<void> {
-  const app = await loadApp(appPath ?? flags.app);
+  const app = await loadApp(appArgument(appPath, flags.app));
   const consumers = selectConsumers(app, flags);
   const target = resolveTarget(flags, app);
-  const log = makeLogger(flags.logLevel, 1);
+  const log = makeLogger(logLevel(flags.logLevel), 1);
   const logger = app.connect.logger ?? log;
 
   const started: { warren?: Warren } = {};
@@ -75,14 +78,9 @@ export async function run(appPath: string | undefined, flags: RunFlags): Promise
   process.on('SIGTERM', () => onSignal('SIGTERM'));
 
   log.info({ app: app.name, url: redactUrl(target.urls[0] ?? ''), consumers: consumers.map((c) => c.name) }, 'starting');
-  const warren = await connect({
-    ...app.connect,
-    urls: target.urls,
-    managementUrl: target.managementUrl,
-    name: app.name,
+  const warren = await connectApp(app, target, app.name, logger, {
     topology: app.topology,
     messages: app.messages,
-    logger,
     socketOptions: {
       ...app.connect.socketOptions,
       // What the management UI shows beside the connection (Client properties).
@@ -96,9 +94,16 @@ export async function run(appPath: string | undefined, flags: RunFlags): Promise
   for (const c of consumers) {
     // A signal while consumers attach: the ones attached stop gracefully with the rest below.
     if (stopping()) break;
-    await warren.consume(c).catch((err: unknown) => {
-      if (!stopping()) throw err;
-    });
+    try {
+      await warren.consume(c);
+    } catch (err) {
+      if (stopping()) continue;
+      // The consumers already attached may be mid-message: stop them gracefully, then fail.
+      phase = 'stopping';
+      log.error({ err, consumer: c.name }, `consumer ${c.name} could not start; stopping the others gracefully`);
+      await shutDown(warren, probes, log);
+      throw err;
+    }
   }
   if (!stopping()) {
     phase = 'running';
@@ -108,7 +113,18 @@ export async function run(appPath: string | undefined, flags: RunFlags): Promise
   const signal = await stopped;
   const deadline = Math.max(...consumers.map((c) => c.stopTimeoutMs));
   log.info({ signal, deadlineMs: deadline }, 'stopping: running handlers finish and are acked; a second signal exits at once');
-  await warren.close();
-  probes?.close();
+  await shutDown(warren, probes, log);
   log.info('stopped');
+}
+
+/** Closes the client (consumers drain first) and the probes; a failed close is logged, then reported. */
+async function shutDown(warren: Warren, probes: Server | undefined, log: Logger): Promise<void> {
+  try {
+    await warren.close();
+  } catch (err) {
+    log.error({ err }, 'closing failed');
+    throw err;
+  } finally {
+    probes?.close();
+  }
 }

@@ -1,5 +1,7 @@
-import { connect, diffApp, planApp, type PlannedEntity, type TopologyDrift } from '../index.js';
-import { loadApp, makeLogger, resolveTarget, type ConnectionFlags } from './context.js';
+import { diffApp, planApp, type PlannedEntity, type TopologyDrift } from '../index.js';
+import { makeLogger } from './arguments.js';
+import { appArgument, loadApp } from './load-app.js';
+import { closing, connectApp, resolveTarget, type ConnectionFlags } from './target.js';
 import { Exit, ExitCode } from './exit.js';
 import { printJson, table } from './output.js';
 
@@ -26,11 +28,18 @@ function argumentsOf(e: PlannedEntity): string {
 
 /** `warren topology plan`: every declaration the app makes when it starts, in order. Touches no broker. */
 export async function plan(appPath: string | undefined, flags: TopologyFlags): Promise<void> {
-  const app = await loadApp(appPath ?? flags.app);
+  const app = await loadApp(appArgument(appPath, flags.app));
   const entities = planApp(app);
   if (flags.json === true) return printJson({ app: app.name, entities });
   process.stdout.write(`app '${app.name}' declares ${entities.length} entities:\n`);
   process.stdout.write(table(['KIND', 'NAME', 'TYPE', 'ARGUMENTS'], entities.map((e) => [e.kind, e.name, kindOf(e), argumentsOf(e)])) + '\n');
+}
+
+const plural = (n: number, what: string): string => `${n} ${what}${n === 1 ? '' : 's'}`;
+
+/** A declared or actual value as JSON; an absent one in words. */
+function shown(value: unknown): string {
+  return value === undefined ? 'none' : JSON.stringify(value);
 }
 
 function printDrift(drift: TopologyDrift): void {
@@ -44,7 +53,7 @@ function printDrift(drift: TopologyDrift): void {
       'different',
       e.kind,
       e.name,
-      e.differences.map((d) => `${d.argument}: declared ${JSON.stringify(d.declared)}, broker has ${JSON.stringify(d.actual)}`).join('; '),
+      e.differences.map((d) => `${d.argument}: ${d.declared === undefined ? 'not declared' : `declared ${shown(d.declared)}`}, broker has ${shown(d.actual)}`).join('; '),
     ]),
     ...drift.extra.map((e) => ['extra', e.kind, e.name, 'on the broker, not declared (warren never deletes it)']),
   ];
@@ -57,7 +66,7 @@ function printDrift(drift: TopologyDrift): void {
 
 /** `warren topology diff`: the declared topology against the live broker; exit 3 on drift. */
 export async function diff(appPath: string | undefined, flags: TopologyFlags): Promise<void> {
-  const app = await loadApp(appPath ?? flags.app);
+  const app = await loadApp(appArgument(appPath, flags.app));
   const target = resolveTarget(flags, app);
   const drift = await diffApp(app, { managementUrl: target.managementUrl, vhost: target.vhost });
   if (flags.json === true) printJson({ app: app.name, ...drift });
@@ -67,25 +76,14 @@ export async function diff(appPath: string | undefined, flags: TopologyFlags): P
 
 /** `warren topology apply`: declares what is missing; never deletes or changes. A mismatch fails with every difference listed. */
 export async function apply(appPath: string | undefined, flags: TopologyFlags): Promise<void> {
-  const app = await loadApp(appPath ?? flags.app);
+  const app = await loadApp(appArgument(appPath, flags.app));
   const target = resolveTarget(flags, app);
-  const warren = await connect({
-    ...app.connect,
-    urls: target.urls,
-    managementUrl: target.managementUrl,
-    name: `${app.name}-cli`,
-    topology: app.topology,
-    messages: app.messages,
-    logger: makeLogger('error', 2),
-  });
-  try {
-    await warren.declare(app.consumers);
-  } finally {
-    await warren.close();
-  }
+  // Warnings show: an entity used as it is (an earlier warren's wait queue) is worth knowing about.
+  const warren = await connectApp(app, target, `${app.name}-cli`, makeLogger('warn', 2), { topology: app.topology, messages: app.messages });
+  await closing(warren, (w) => w.declare(app.consumers));
   const entities = planApp(app);
   const count = (kind: PlannedEntity['kind']): number => entities.filter((e) => e.kind === kind).length;
   const summary = { app: app.name, vhost: target.vhost, exchanges: count('exchange'), queues: count('queue'), bindings: count('binding') };
   if (flags.json === true) printJson(summary);
-  else process.stdout.write(`declared on vhost '${target.vhost}': ${summary.exchanges} exchanges, ${summary.queues} queues, ${summary.bindings} bindings (existing ones unchanged)\n`);
+  else process.stdout.write(`declared on vhost '${target.vhost}': ${plural(summary.exchanges, 'exchange')}, ${plural(summary.queues, 'queue')}, ${plural(summary.bindings, 'binding')} (existing ones unchanged)\n`);
 }

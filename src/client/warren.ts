@@ -292,7 +292,7 @@ export class Warren extends TypedEmitter<WarrenEvents> {
       const retry = effectiveRetry(c, this.#settings.retry);
       const type = this.topology.queue(c.queue)?.type ?? 'classic';
       for (const delayMs of retry !== undefined ? retryTiers(retry) : []) {
-        await assertWaitQueue(link, c.queue, type, waitQueueName(c.queue, delayMs), delayMs, this.#declare.log);
+        await assertWaitQueue(link, this.#declare, c.queue, type, waitQueueName(c.queue, delayMs), delayMs, this.#declare.log);
       }
     }
   }

@@ -293,7 +293,7 @@ export class Subscription implements ConsumerHandle {
     if (this.#waitQueues.has(delayMs)) return;
     if (link === undefined) throw new ClosedError('the consume connection is down');
     const type = this.#deps.declare.topology.queue(this.#def.queue)?.type ?? 'classic';
-    await assertWaitQueue(link, this.#def.queue, type, waitQueueName(this.#def.queue, delayMs), delayMs, this.#log);
+    await assertWaitQueue(link, this.#deps.declare, this.#def.queue, type, waitQueueName(this.#def.queue, delayMs), delayMs, this.#log);
     this.#waitQueues.add(delayMs);
   }
 

@@ -124,7 +124,7 @@ async function explain(err: unknown, step: Step, target: DeclareTarget): Promise
  * Durable, and replicated like its queue: a quorum queue's wait queues are quorum queues that
  * dead-letter at-least-once, so a message waiting for its retry survives the loss of a node.
  */
-export async function assertWaitQueue(link: Link, queue: string, type: 'classic' | 'quorum' | 'stream', waitQueue: string, delayMs: number, log: Logger): Promise<void> {
+export async function assertWaitQueue(link: Link, target: Pick<DeclareTarget, 'management' | 'vhost'>, queue: string, type: 'classic' | 'quorum' | 'stream', waitQueue: string, delayMs: number, log: Logger): Promise<void> {
   const args = waitQueueArguments(queue, type, delayMs);
   let refused: unknown;
   await withChannel(link, async (ch) => {
@@ -139,12 +139,31 @@ export async function assertWaitQueue(link: Link, queue: string, type: 'classic'
   });
   if (refused === undefined) return;
   // It exists with other arguments: declared by an earlier warren (a classic wait queue of a
-  // quorum queue, say). Its name holds the delay and the queue, so it still works as one.
-  await withChannel(link, (ch) => ch.checkQueue(waitQueue)).catch((err: unknown) => {
-    throw new TopologyError(`Declaring retry wait queue '${waitQueue}' failed: ${brokerText(refused)}; and it cannot be used as it is: ${brokerText(err)}.`, { cause: err });
-  });
+  // quorum queue, say), or by hand. It works as a wait queue only if what waits there comes back
+  // to `queue`; a message retried through one that does not is lost. Use it only when the
+  // management API shows that it does.
+  const live = await target.management?.queue(target.vhost, waitQueue);
+  const liveArgs = live?.arguments ?? {};
+  const routesBack = liveArgs['x-dead-letter-exchange'] === '' && liveArgs['x-dead-letter-routing-key'] === queue && typeof liveArgs['x-message-ttl'] === 'number';
+  if (live === undefined || !routesBack) {
+    const declared = { durable: true, auto_delete: false, exclusive: false, arguments: args };
+    throw new TopologyMismatchError(
+      [
+        {
+          kind: 'queue',
+          entity: waitQueue,
+          differences: live !== undefined ? diff(declared, live) : differenceFromText(declared, brokerText(refused)),
+          brokerMessage:
+            live !== undefined
+              ? `it does not dead-letter back to '${queue}' (x-dead-letter-exchange '', x-dead-letter-routing-key '${queue}', x-message-ttl): retries through it would be lost; delete it when empty`
+              : `${brokerText(refused)}; without the management API (managementUrl) warren cannot check that it routes retries back to '${queue}', so it does not use it; delete it when empty`,
+        },
+      ],
+      { cause: refused },
+    );
+  }
   log.warn(
-    { waitQueue, broker: brokerText(refused) },
-    'this retry wait queue exists with other arguments (declared by an earlier warren?); it is used as it is; when it is empty, delete it so warren declares it as its queue is (replicated for a quorum queue)',
+    { waitQueue, broker: brokerText(refused), arguments: liveArgs },
+    'this retry wait queue exists with other arguments (declared by an earlier warren?); it routes back to its queue, so it is used as it is; when it is empty, delete it so warren declares it as its queue is (replicated for a quorum queue)',
   );
 }

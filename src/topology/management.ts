@@ -132,7 +132,14 @@ export class ManagementClient {
       });
     }
     if (!res.ok) throw new ManagementError(`The RabbitMQ management API at ${this.toString()} answered HTTP ${res.status} to GET ${path}.`, { status: res.status });
-    return (await res.json()) as T;
+    try {
+      return (await res.json()) as T;
+    } catch (err) {
+      throw new ManagementError(`The RabbitMQ management API at ${this.toString()} answered GET ${path} with something other than JSON: is the URL that of the management API (port 15672), not a proxy's page?`, {
+        cause: err,
+        status: res.status,
+      });
+    }
   }
 }
 

@@ -107,7 +107,7 @@ describe('warren topology', () => {
 
       const apply = await warren(['topology', 'apply', fixtureApp], env);
       expect(apply, apply.stderr).toMatchObject({ code: 0 });
-      expect(apply.stdout).toContain(`declared on vhost '${vhost}': 1 exchanges, 2 queues, 1 bindings`);
+      expect(apply.stdout).toContain(`declared on vhost '${vhost}': 1 exchange, 2 queues, 1 binding`);
 
       const after = await warren(['topology', 'diff', fixtureApp], env);
       expect(after, after.stdout + after.stderr).toMatchObject({ code: 0 });

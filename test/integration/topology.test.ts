@@ -171,6 +171,24 @@ describe('defineTopology() on the broker', () => {
     expect(fine.health().ok).toBe(true);
   });
 
+  it('refuses a retry wait queue that would not route retries back (no dead-letter route), or that it cannot check: nothing retried into it is lost', async () => {
+    expect.hasAssertions();
+    const q = track.queue(uniqueName('q'));
+    const wait = track.queue(`${q}.retry.100ms`);
+    // Made by hand: it waits, then drops what waited.
+    await withRawChannel((ch) => ch.assertQueue(wait, { durable: true, arguments: { 'x-message-ttl': 300, 'x-max-length': 1000 } }));
+    const Ping = defineMessage({ name: 'ping', exchange: '', routingKey: q, schema: z.object({ n: z.number() }) });
+    const consumer = defineConsumer({ queue: q, message: Ping, retry: { maxAttempts: 2, delays: ['100ms'] }, handle: () => undefined });
+    const topology = defineTopology({ queues: { [q]: {} } });
+    for (const managementUrl of [brokerUrls().managementUrl, undefined]) {
+      const warren = await openClient({ topology, ...(managementUrl !== undefined ? { managementUrl } : {}) });
+      const err = await warren.consume(consumer).then(() => undefined, (e: unknown) => e);
+      expect(err).toBeInstanceOf(TopologyMismatchError);
+      expect((err as TopologyMismatchError).entity).toBe(wait);
+      await warren.close();
+    }
+  });
+
   it('keeps working with a .dlq and a retry wait queue an earlier warren declared differently, and says how to bring them up to date', async () => {
     expect.hasAssertions();
     const q = track.queue(uniqueName('q'));
@@ -183,7 +201,8 @@ describe('defineTopology() on the broker', () => {
     });
     const log = memoryLogger('warn');
     const Ping = defineMessage({ name: 'ping', exchange: '', routingKey: q, schema: z.object({ n: z.number() }) });
-    const warren = await openClient({ topology: defineTopology({ queues: { [q]: { type: 'quorum', deadLetter: true } } }), logger: log.logger });
+    // The management API shows warren that the old wait queue still routes back to its queue.
+    const warren = await openClient({ topology: defineTopology({ queues: { [q]: { type: 'quorum', deadLetter: true } } }), logger: log.logger, managementUrl: brokerUrls().managementUrl });
     const attempts: number[] = [];
     await warren.consume(
       defineConsumer({
