@@ -103,6 +103,29 @@ describe('warren run', () => {
     expect(await proc.exited).toBe(0);
   });
 
+  it('a second Ctrl-C (SIGINT) exits at once with 130', async () => {
+    expect.hasAssertions();
+    const name = fixtureNames('sigint');
+    const proc = startWarren(['run', fixtureApp], cliEnv(name));
+    await proc.waitForLog((r) => typeof r['msg'] === 'string' && r['msg'].startsWith('running'));
+    await publishJobs(name, { id: 'stuck', sleepMs: 25_000 }, 1);
+    await waitFor(() => logged(proc, 'job started').length === 1, 'the job started');
+    proc.child.kill('SIGINT');
+    await proc.waitForLog((r) => typeof r['msg'] === 'string' && r['msg'].startsWith('stopping'));
+    proc.child.kill('SIGINT');
+    expect(await proc.exited).toBe(130);
+  });
+
+  it('no command, or a command group without its subcommand: help on stderr, exit 2', async () => {
+    expect.hasAssertions();
+    for (const args of [[], ['topology'], ['dlq']]) {
+      const r = await warren(args, cliEnv(cliName('help')));
+      expect(r.code).toBe(2);
+      expect(r.stderr).toContain('Usage: warren');
+    }
+    expect((await warren(['--help'], cliEnv(cliName('help')))).code).toBe(0);
+  });
+
   it('exits 2 and names the consumers when --only names one the app does not have', async () => {
     expect.hasAssertions();
     const r = await warren(['run', fixtureApp, '--only', 'nobody'], cliEnv(cliName('only')));
