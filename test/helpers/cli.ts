@@ -1,7 +1,7 @@
 // Runs the built `warren` binary as a subprocess, as a user's shell or CI job would.
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { brokerUrls, uniqueName } from './broker.js';
+import { brokerUrls, track, uniqueName } from './broker.js';
 
 export const root = fileURLToPath(new URL('../..', import.meta.url));
 const bin = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
@@ -24,6 +24,15 @@ export function cliEnv(name: string, extra: NodeJS.ProcessEnv = {}): NodeJS.Proc
 /** A fresh name for the fixture app's queue (`<name>.work`) and exchange (`<name>.ex`). */
 export function cliName(prefix: string): string {
   return uniqueName(`cli-${prefix}`);
+}
+
+/** A fresh name for the fixture app, its queue, dead-letter queue and exchange tracked for cleanup. */
+export function fixtureNames(prefix: string): string {
+  const name = cliName(prefix);
+  track.queue(`${name}.work`);
+  track.queue(`${name}.work.dlq`);
+  track.exchange(`${name}.ex`);
+  return name;
 }
 
 /** Runs `warren …args` to the end (killed after `timeoutMs`). */

@@ -1,21 +1,14 @@
 // `warren publish`, `topology`, `inspect` and `dlq` as subprocesses of the built binary, against the broker.
 import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
-import { brokerUrls, cleanupTracked, management, queueCounts, sendRaw, track, waitFor, withRawChannel } from '../helpers/broker.js';
-import { cliEnv, cliName, fixtureApp, killStragglers, startWarren, warren } from '../helpers/cli.js';
+import { brokerUrls, cleanupTracked, management, queueCounts, sendRaw, waitFor, withRawChannel } from '../helpers/broker.js';
+import { cliEnv, cliName, fixtureApp, fixtureNames, killStragglers, startWarren, warren } from '../helpers/cli.js';
 
 afterEach(async () => {
   killStragglers();
   await cleanupTracked();
 });
 
-function fixtureNames(prefix: string): string {
-  const name = cliName(prefix);
-  track.queue(`${name}.work`);
-  track.queue(`${name}.work.dlq`);
-  track.exchange(`${name}.ex`);
-  return name;
-}
 
 const job = (id: string, extra: object = {}): string => JSON.stringify({ id, ...extra });
 

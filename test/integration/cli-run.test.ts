@@ -2,8 +2,8 @@
 // a second signal exits at once, and /readyz follows the consume connection.
 import { createServer } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { brokerUrls, cleanupTracked, queueCounts, track, waitFor } from '../helpers/broker.js';
-import { cliEnv, cliName, fixtureApp, killStragglers, startWarren, warren, type CliProcess } from '../helpers/cli.js';
+import { brokerUrls, cleanupTracked, queueCounts, waitFor } from '../helpers/broker.js';
+import { cliEnv, cliName, fixtureApp, fixtureNames, killStragglers, startWarren, warren, type CliProcess } from '../helpers/cli.js';
 import { closeProxies, releaseProxies, testProxy } from '../helpers/tcp-proxy.js';
 
 afterEach(async () => {
@@ -13,13 +13,6 @@ afterEach(async () => {
   await cleanupTracked();
 });
 
-function fixtureNames(prefix: string): string {
-  const name = cliName(prefix);
-  track.queue(`${name}.work`);
-  track.queue(`${name}.work.dlq`);
-  track.exchange(`${name}.ex`);
-  return name;
-}
 
 const logged = (proc: CliProcess, msg: string): Record<string, unknown>[] => proc.records().filter((r) => r['msg'] === msg);
 
