@@ -27,6 +27,16 @@ export default defineConfig({
       {
         extends: true,
         test: {
+          // Metrics scraped by a real Prometheus (`npm run test:observability`; needs the
+          // `prometheus` binary): not part of `npm test`, run by CI.
+          name: 'observability',
+          include: ['test/observability/**/*.test.ts'],
+          globalSetup: ['test/setup/global-broker.ts', 'test/setup/build.ts'],
+        },
+      },
+      {
+        extends: true,
+        test: {
           // Fault injection against RabbitMQ nodes the suite starts itself (`npm run chaos`); not
           // part of `npm test`. One file at a time: scenarios share those nodes.
           name: 'chaos',

@@ -25,9 +25,10 @@ export function readiness(health: Health): Readiness {
 
 /**
  * Serves `/healthz` (the process is alive: 200) and `/readyz` (200 when ready, 503 with the
- * reasons when not) for orchestrators' probes. `state()` says where the app is.
+ * reasons when not) for orchestrators' probes, and `/metrics` for Prometheus when given.
+ * `state()` says where the app is.
  */
-export function serveProbes(port: number, host: string | undefined, state: () => Readiness): Promise<Server> {
+export function serveProbes(port: number, host: string | undefined, state: () => Readiness, metrics?: () => Promise<{ contentType: string; body: string }>): Promise<Server> {
   const server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     const send = (status: number, body: unknown): void => {
@@ -39,7 +40,15 @@ export function serveProbes(port: number, host: string | undefined, state: () =>
     else if (path === '/readyz') {
       const r = state();
       send(r.ready ? 200 : 503, r);
-    } else send(404, { error: `no ${path} here: /healthz (alive) and /readyz (ready)` });
+    } else if (path === '/metrics' && metrics !== undefined) {
+      metrics().then(
+        ({ contentType, body }) => {
+          res.writeHead(200, { 'content-type': contentType });
+          res.end(body);
+        },
+        (err: unknown) => send(500, { error: `collecting metrics failed: ${err instanceof Error ? err.message : String(err)}` }),
+      );
+    } else send(404, { error: `no ${path} here: /healthz (alive), /readyz (ready)${metrics !== undefined ? ', /metrics (Prometheus)' : ''}` });
   });
   return new Promise((resolve, reject) => {
     server.once('error', reject);

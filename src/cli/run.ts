@@ -1,5 +1,7 @@
 import type { Server } from 'node:http';
 import type { Logger } from 'pino';
+import { collectDefaultMetrics, Registry } from 'prom-client';
+import { registerMetrics } from '../metrics/index.js';
 import { redactUrl, type App, type Consumer, type Warren } from '../index.js';
 import { logLevel, makeLogger } from './arguments.js';
 import { appArgument, loadApp } from './load-app.js';
@@ -52,11 +54,16 @@ export async function run(appPath: string | undefined, flags: RunFlags): Promise
   let phase: 'starting' | 'running' | 'stopping' = 'starting';
   const state = (): Readiness => (phase !== 'running' || started.warren === undefined ? { ready: false, reasons: [phase] } : readiness(started.warren.health()));
   let probes: Server | undefined;
+  // Counting starts before connecting, so the first connection's events are in the metrics too.
+  const registry = flags.metricsPort !== undefined ? new Registry() : undefined;
+  const metrics = registry !== undefined ? registerMetrics(registry) : undefined;
+  if (registry !== undefined) collectDefaultMetrics({ register: registry });
   if (flags.metricsPort !== undefined) {
-    probes = await serveProbes(flags.metricsPort, flags.metricsHost, state).catch((err: unknown) => {
+    const scrape = async (): Promise<{ contentType: string; body: string }> => ({ contentType: registry?.contentType ?? 'text/plain', body: (await registry?.metrics()) ?? '' });
+    probes = await serveProbes(flags.metricsPort, flags.metricsHost, state, scrape).catch((err: unknown) => {
       throw new UsageError(`--metrics-port ${flags.metricsPort}: cannot listen (${err instanceof Error ? err.message : String(err)})`);
     });
-    log.info({ port: flags.metricsPort }, `probes on http://${flags.metricsHost ?? 'localhost'}:${flags.metricsPort}/healthz and /readyz`);
+    log.info({ port: flags.metricsPort }, `probes on http://${flags.metricsHost ?? 'localhost'}:${flags.metricsPort}/healthz and /readyz, Prometheus metrics on /metrics`);
   }
 
   let stop!: (signal: 'SIGINT' | 'SIGTERM') => void;
@@ -89,6 +96,7 @@ export async function run(appPath: string | undefined, flags: RunFlags): Promise
   });
   warren.on('error', (err) => log.error({ err, code: err.code }, err.message));
   started.warren = warren;
+  metrics?.track(warren);
   // The signal handler changes `phase` while this awaits.
   const stopping = (): boolean => phase === 'stopping';
   for (const c of consumers) {

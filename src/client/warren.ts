@@ -168,6 +168,11 @@ export class Warren extends TypedEmitter<WarrenEvents> {
     await this.#publisher.ready();
   }
 
+  /** The `name` given to connect(): its connections' names and the `client` of its events. */
+  get name(): string {
+    return this.#settings.name;
+  }
+
   /** The publish connection's state (the consume connection's is in `health()`). */
   get state(): ConnectionState {
     return this.#publishConn.state;

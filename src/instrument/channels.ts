@@ -47,6 +47,12 @@ export interface PublishTrace {
   readonly headers: Record<string, unknown>;
   /** Set on `end`. */
   outcome?: PublishOutcome;
+  /**
+   * True once the publish was accepted: valid, and taken into the buffer to be sent (what
+   * `health().publisher.published` counts). Absent on `end` when it was refused before that
+   * (invalid, too large, a full buffer, a closed client): then `outcome` is 'failed'.
+   */
+  accepted?: boolean;
   /** Set on `error` and `end` when it failed: a WarrenError. */
   error?: Error;
   /** From the `publish()` call to the confirm or failure, in ms. Set on `end`. */

@@ -190,7 +190,10 @@ export class Publisher implements CopyPublisher {
     const messageId = properties.messageId;
     const full = this.#buffer.waitingForRoom > 0 ? 'earlier publishes waiting for room' : this.#buffer.fullBecause(bytes);
     if (full !== undefined && this.#settings.whenFull === 'reject') throw new PublishBufferFullError({ messageId, exchange, routingKey }, full);
-    if (kind === 'publish') this.#counts.published += 1;
+    if (kind === 'publish') {
+      this.#counts.published += 1;
+      if (trace !== undefined) trace.accepted = true;
+    }
     return new Promise<PublishReceipt>((resolve, reject) => {
       const p: Pending = {
         exchange,

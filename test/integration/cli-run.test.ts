@@ -1,9 +1,9 @@
 // `warren run` as a subprocess of the built binary, against the broker: graceful stop on SIGTERM,
 // a second signal exits at once, and /readyz follows the consume connection.
-import { createServer } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { brokerUrls, cleanupTracked, queueCounts, waitFor } from '../helpers/broker.js';
 import { cliEnv, cliName, fixtureApp, fixtureNames, killStragglers, startWarren, warren, type CliProcess } from '../helpers/cli.js';
+import { freePort } from '../helpers/net.js';
 import { closeProxies, releaseProxies, testProxy } from '../helpers/tcp-proxy.js';
 
 afterEach(async () => {
@@ -21,16 +21,6 @@ async function publishJobs(name: string, data: object, count: number): Promise<v
   expect(r, r.stderr).toMatchObject({ code: 0 });
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 async function probe(port: number, path: string): Promise<{ status: number; body: Record<string, unknown> }> {
   const res = await fetch(`http://127.0.0.1:${port}${path}`);

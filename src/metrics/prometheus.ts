@@ -1,0 +1,202 @@
+import diagnostics from 'node:diagnostics_channel';
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import type { Warren } from '../client/warren.js';
+import { ChannelName, type ConnectionStateChange, type ConsumeTrace, type PublishTrace } from '../instrument/channels.js';
+
+/**
+ * warren's Prometheus metrics: subscribers of its diagnostics channels (the same events the
+ * counters of `health()` come from, so the two always agree) plus gauges read from the clients
+ * you `track()`. Labels come from the app's own names (client, exchange, contract, queue,
+ * consumer, outcome, action, reason, error code): never from message data, never a credential.
+ */
+export interface WarrenMetrics {
+  /** Adds a client's buffer, window, unsettled deliveries and connection states to the gauges. */
+  track(warren: Warren): void;
+  /** Unsubscribes from the channels and removes warren's metrics from the registry. */
+  close(): void;
+}
+
+export interface MetricsOptions {
+  /** Prepended to every metric name. Default 'warren_'. */
+  prefix?: string;
+  /** Histogram buckets, in seconds. Default: 1 ms … 10 s. */
+  buckets?: number[];
+}
+
+const DEFAULT_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+const STATES = ['connecting', 'open', 'blocked', 'closing', 'closed'] as const;
+
+/** The code of a WarrenError (of any copy of warren), or '' . */
+function codeOf(err: unknown): string {
+  const code = typeof err === 'object' && err !== null ? (err as { code?: unknown }).code : undefined;
+  return typeof code === 'string' ? code : '';
+}
+
+/**
+ * Registers warren's metrics on `registry` and starts counting. Opt-in: nothing is counted (and
+ * nothing allocated on the message path) until this is called.
+ *
+ * @example
+ * const registry = new Registry();
+ * const metrics = registerMetrics(registry);
+ * metrics.track(warren);
+ * // serve `await registry.metrics()` on /metrics
+ */
+export function registerMetrics(registry: Registry, options: MetricsOptions = {}): WarrenMetrics {
+  const p = options.prefix ?? 'warren_';
+  const buckets = options.buckets ?? DEFAULT_BUCKETS;
+  const registers = [registry];
+  const publishLabels = ['client', 'exchange', 'message'] as const;
+  const consumeLabels = ['client', 'queue', 'consumer'] as const;
+
+  const published = new Counter({ name: `${p}published_total`, help: 'publish() calls accepted (valid, taken into the buffer).', labelNames: publishLabels, registers });
+  const publishSettled = new Counter({
+    name: `${p}publish_settled_total`,
+    help: 'Accepted publishes by how they ended: confirmed, returned (unroutable), nacked, timed-out, failed (with the error code).',
+    labelNames: [...publishLabels, 'outcome', 'code'],
+    registers,
+  });
+  const publishRefused = new Counter({
+    name: `${p}publish_refused_total`,
+    help: 'publish() calls refused before anything was sent (invalid, too large, buffer full, closed), by error code.',
+    labelNames: [...publishLabels, 'code'],
+    registers,
+  });
+  const publishDuration = new Histogram({
+    name: `${p}publish_duration_seconds`,
+    help: 'From publish() to the broker confirm (or failure) of an accepted publish.',
+    labelNames: [...publishLabels, 'outcome'],
+    buckets,
+    registers,
+  });
+  const delivered = new Counter({ name: `${p}delivered_total`, help: 'Deliveries handed to a consumer.', labelNames: consumeLabels, registers });
+  const consumed = new Counter({
+    name: `${p}consumed_total`,
+    help: 'Deliveries by what became of them: outcome (handled, failed, invalid), the broker action taken (ack, retry, dead-letter, requeue, reject, none) and, for a dead letter, the reason.',
+    labelNames: [...consumeLabels, 'outcome', 'action', 'reason'],
+    registers,
+  });
+  const consumeDuration = new Histogram({
+    name: `${p}consume_duration_seconds`,
+    help: 'From a delivery entering the consumer to its broker action (the handler, and a retry or dead-letter copy confirmed).',
+    labelNames: [...consumeLabels, 'outcome'],
+    buckets,
+    registers,
+  });
+  const reconnects = new Counter({ name: `${p}reconnects_total`, help: 'Connections opened again after being lost.', labelNames: ['client', 'role'], registers });
+  const blockedSeconds = new Counter({ name: `${p}blocked_seconds_total`, help: 'Seconds a connection spent blocked by a broker resource alarm (counted when it ends).', labelNames: ['client', 'role'], registers });
+
+  const tracked = new Set<Warren>();
+  const fromHealth = (name: string, help: string, labelNames: string[], read: (warren: Warren, set: (labels: Record<string, string>, value: number) => void) => void): Gauge => {
+    return new Gauge({
+      name: `${p}${name}`,
+      help,
+      labelNames,
+      registers,
+      collect() {
+        this.reset();
+        for (const w of tracked) read(w, (labels, value) => this.set(labels, value));
+      },
+    });
+  };
+  // Registered on the registry; read from the tracked clients at each scrape.
+  fromHealth('publish_in_flight', 'Publishes sent and waiting for their confirm.', ['client'], (w, set) => set({ client: clientOf(w) }, w.health().publisher.inFlight));
+  fromHealth('publish_buffered', 'Publishes waiting to be sent (disconnected, blocked, or the window full).', ['client'], (w, set) => set({ client: clientOf(w) }, w.health().publisher.buffered));
+  fromHealth('consumer_unsettled', 'Deliveries neither acked nor nacked yet.', ['client', 'queue', 'consumer'], (w, set) => {
+    for (const c of w.health().consumers) set({ client: clientOf(w), queue: c.queue, consumer: c.name }, c.unsettled);
+  });
+  fromHealth('consumer_attached', '1 while the consumer is attached to its queue.', ['client', 'queue', 'consumer'], (w, set) => {
+    for (const c of w.health().consumers) set({ client: clientOf(w), queue: c.queue, consumer: c.name }, c.attached ? 1 : 0);
+  });
+  fromHealth('connection_state', '1 for the state each connection is in (connecting, open, blocked, closing, closed).', ['client', 'role', 'state'], (w, set) => {
+    const { publish, consume } = w.health().connections;
+    for (const [role, conn] of [['publish', publish], ['consume', consume]] as const) {
+      if (conn !== undefined) for (const state of STATES) set({ client: clientOf(w), role, state }, conn.state === state ? 1 : 0);
+    }
+  });
+
+  const names = [
+    'published_total',
+    'publish_settled_total',
+    'publish_refused_total',
+    'publish_duration_seconds',
+    'delivered_total',
+    'consumed_total',
+    'consume_duration_seconds',
+    'reconnects_total',
+    'blocked_seconds_total',
+    'publish_in_flight',
+    'publish_buffered',
+    'consumer_unsettled',
+    'consumer_attached',
+    'connection_state',
+  ].map((n) => p + n);
+
+  const onPublishEnd = (message: unknown): void => {
+    const t = message as PublishTrace;
+    const labels = { client: t.client, exchange: t.exchange, message: t.contract };
+    if (t.accepted !== true) {
+      publishRefused.inc({ ...labels, code: codeOf(t.error) });
+      return;
+    }
+    published.inc(labels);
+    const outcome = t.outcome ?? 'failed';
+    publishSettled.inc({ ...labels, outcome, code: codeOf(t.error) });
+    if (t.durationMs !== undefined) publishDuration.observe({ ...labels, outcome }, t.durationMs / 1000);
+  };
+  const onConsumeStart = (message: unknown): void => {
+    const t = message as ConsumeTrace;
+    delivered.inc({ client: t.client, queue: t.queue, consumer: t.consumer });
+  };
+  const onConsumeEnd = (message: unknown): void => {
+    const t = message as ConsumeTrace;
+    const labels = { client: t.client, queue: t.queue, consumer: t.consumer };
+    const outcome = t.outcome ?? 'failed';
+    consumed.inc({ ...labels, outcome, action: t.action ?? 'none', reason: t.reason ?? '' });
+    if (t.durationMs !== undefined) consumeDuration.observe({ ...labels, outcome }, t.durationMs / 1000);
+  };
+  // Per connection: opened before (a later open is a reconnect), and when it was blocked.
+  const connections = new Map<string, { opened: boolean; blockedAt: number | undefined }>();
+  const onConnection = (message: unknown): void => {
+    const c = message as ConnectionStateChange;
+    const key = `${c.client}\u0000${c.role}`;
+    const seen = connections.get(key) ?? { opened: false, blockedAt: undefined };
+    connections.set(key, seen);
+    if (c.state === 'open' && c.previous !== 'blocked') {
+      if (seen.opened) reconnects.inc({ client: c.client, role: c.role });
+      seen.opened = true;
+    }
+    if (c.state === 'blocked') seen.blockedAt = performance.now();
+    else if (seen.blockedAt !== undefined) {
+      blockedSeconds.inc({ client: c.client, role: c.role }, (performance.now() - seen.blockedAt) / 1000);
+      seen.blockedAt = undefined;
+    }
+    if (c.state === 'closed') connections.delete(key);
+  };
+
+  const publish = diagnostics.tracingChannel(ChannelName.publish);
+  const consume = diagnostics.tracingChannel(ChannelName.consume);
+  publish.end.subscribe(onPublishEnd);
+  consume.start.subscribe(onConsumeStart);
+  consume.end.subscribe(onConsumeEnd);
+  diagnostics.subscribe(ChannelName.connection, onConnection);
+
+  return {
+    track(warren) {
+      tracked.add(warren);
+    },
+    close() {
+      publish.end.unsubscribe(onPublishEnd);
+      consume.start.unsubscribe(onConsumeStart);
+      consume.end.unsubscribe(onConsumeEnd);
+      diagnostics.unsubscribe(ChannelName.connection, onConnection);
+      tracked.clear();
+      for (const name of names) registry.removeSingleMetric(name);
+    },
+  };
+}
+
+/** The client's name as its events carry it. */
+function clientOf(warren: Warren): string {
+  return warren.name;
+}
