@@ -12,6 +12,7 @@ import { registerMetrics, type WarrenMetrics } from '../../src/metrics/index.js'
 import type { Warren } from '../../src/index.js';
 import { cleanupTracked, queueCounts, sendRaw, waitFor } from '../helpers/broker.js';
 import { cliEnv, fixtureNames, killStragglers, startWarren } from '../helpers/cli.js';
+import { dashboardQueries } from '../helpers/dashboard.js';
 import { freePort } from '../helpers/net.js';
 import { closeClients, openClient } from '../helpers/warren.js';
 
@@ -120,6 +121,27 @@ describe('Prometheus scraping warren', () => {
       throw new Error(`${String(err)}; Prometheus has ${JSON.stringify(values, null, 1)}`);
     });
     expect(seen).toEqual(expected);
+    // Every query of the Grafana dashboard is valid PromQL over these metrics; those about what
+    // just happened have data.
+    const ask = (): Promise<{ panel: string; expr: string; status: string; error: string | undefined; series: number }[]> =>
+      Promise.all(
+        dashboardQueries().map(async ({ panel, expr }) => {
+          const res = await fetch(`http://127.0.0.1:${promPort}/api/v1/query?query=${encodeURIComponent(expr)}`);
+          const body = (await res.json()) as { status: string; error?: string; data?: { result: unknown[] } };
+          return { panel, expr, status: body.status, error: body.error, series: body.data?.result.length ?? 0 };
+        }),
+      );
+    const charted = ['Published / s (accepted)', 'Delivered / s', 'Outcomes / s by broker action', 'Dead letters (last 5 m) by reason', 'Consume latency (delivery to broker action)'];
+    // A rate needs two scrapes of a series: wait for them.
+    const answers = await waitFor(
+      async () => {
+        const a = await ask();
+        return charted.every((title) => a.some((x) => x.panel === title && x.series > 0)) ? a : undefined;
+      },
+      'the dashboard panels to have data',
+      { timeoutMs: 15_000, intervalMs: 500 },
+    );
+    expect(answers.filter((a) => a.status !== 'success')).toEqual([]);
     // The same counts as the publisher's health(): metrics and health() come from the same events.
     expect(warren.health().publisher).toMatchObject({ published: 11, confirmed: 10, returned: 1 });
 
