@@ -171,6 +171,40 @@ export async function warrenSubscribed(url: string): Promise<Adapter> {
   };
 }
 
+/** warren with its Prometheus metrics registered (registerMetrics, the client tracked). */
+export async function warrenMetrics(url: string): Promise<Adapter> {
+  const { Registry } = await import('prom-client');
+  const { registerMetrics } = await import('../src/metrics/index.js');
+  const metrics = registerMetrics(new Registry());
+  return observed(await warren(url, true), 'warren (metrics)', () => metrics.close());
+}
+
+/** warren with OpenTelemetry tracing: an SDK tracer provider (spans recorded, none exported), W3C propagation. */
+export async function warrenTracing(url: string): Promise<Adapter> {
+  const { context, propagation, trace } = await import('@opentelemetry/api');
+  const { AsyncLocalStorageContextManager } = await import('@opentelemetry/context-async-hooks');
+  const { W3CTraceContextPropagator } = await import('@opentelemetry/core');
+  const { BasicTracerProvider } = await import('@opentelemetry/sdk-trace-base');
+  context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
+  propagation.setGlobalPropagator(new W3CTraceContextPropagator());
+  trace.setGlobalTracerProvider(new BasicTracerProvider());
+  const { registerTracing } = await import('../src/otel/index.js');
+  const tracing = registerTracing();
+  return observed(await warren(url, true), 'warren (tracing)', () => tracing.close());
+}
+
+function observed(adapter: Adapter, name: string, stop: () => void): Adapter {
+  return {
+    name,
+    publish: (...args) => adapter.publish(...args),
+    consume: (...args) => adapter.consume(...args),
+    async close() {
+      stop();
+      await adapter.close();
+    },
+  };
+}
+
 export async function connectionManager(url: string): Promise<Adapter> {
   const conn = amqpConnectionManager.connect([url]);
   const pub = conn.createChannel({ json: false, confirm: true });

@@ -7,13 +7,15 @@
 //   BENCH_BASELINE=b0162ce npm run bench   (also warren as built from that git revision, as the
 //                                           clients warren@b0162ce and warren@b0162ce (no validation);
 //                                           several revisions: comma-separated; see bench/baseline.ts)
+//   BENCH_OBSERVED=1 npm run bench         (also 'warren (metrics)' and 'warren (tracing)': warren with
+//                                           registerMetrics / registerTracing on)
 //   BENCH_SUBSCRIBED=1 npm run bench       (also 'warren (subscribed)': warren with no-op subscribers
 //                                           on the warren:publish and warren:consume tracing channels)
 // BENCH_CLIENTS names rows; a baseline's and the subscribed rows run with the warren row they copy.
 import { writeFileSync, mkdirSync } from 'node:fs';
 import os from 'node:os';
 import amqplib from 'amqplib';
-import { cloudamqp, connectionManager, rabbitmqClient, rascalAdapter, rawAmqplib, warren, warrenSubscribed, type Adapter, type WarrenLib } from './adapters.js';
+import { cloudamqp, connectionManager, rabbitmqClient, rascalAdapter, rawAmqplib, warren, warrenMetrics, warrenSubscribed, warrenTracing, type Adapter, type WarrenLib } from './adapters.js';
 import { loadBaseline } from './baseline.js';
 
 const url = process.env['AMQP_URL'] ?? 'amqp://guest:guest@127.0.0.1:5672';
@@ -38,6 +40,7 @@ const factories: Record<string, (u: string) => Promise<Adapter>> = {
   ...warrenRows(true),
   ...warrenRows(false),
   ...(process.env['BENCH_SUBSCRIBED'] === '1' ? { 'warren (subscribed)': warrenSubscribed } : {}),
+  ...(process.env['BENCH_OBSERVED'] === '1' ? { 'warren (metrics)': warrenMetrics, 'warren (tracing)': warrenTracing } : {}),
   'amqp-connection-manager': connectionManager,
   rascal: rascalAdapter,
   'rabbitmq-client': rabbitmqClient,
@@ -45,7 +48,7 @@ const factories: Record<string, (u: string) => Promise<Adapter>> = {
 };
 const only = process.env['BENCH_CLIENTS']?.split(',');
 /** The row a baseline or subscribed client copies: `warren@b0162ce (no validation)` → `warren (no validation)`. */
-const copied = (client: string): string => client.replace(/^warren@\S+/, 'warren').replace(' (subscribed)', '');
+const copied = (client: string): string => client.replace(/^warren@\S+/, 'warren').replace(/ \((subscribed|metrics|tracing)\)$/, '');
 const clients = Object.keys(factories).filter((c) => only === undefined || only.includes(c) || only.includes(copied(c)));
 
 /** A message of 1 KiB as JSON, the same for every client. */
