@@ -1,7 +1,8 @@
 import diagnostics from 'node:diagnostics_channel';
-import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Warren } from '../client/warren.js';
 import { ChannelName, type ConnectionStateChange, type ConsumeTrace, type PublishTrace } from '../instrument/channels.js';
+import { Tally, tallyCounter, TallyHistogram } from './tally.js';
 
 /**
  * warren's Prometheus metrics: subscribers of its diagnostics channels (the same events the
@@ -49,40 +50,32 @@ export function registerMetrics(registry: Registry, options: MetricsOptions = {}
   const publishLabels = ['client', 'exchange', 'message'] as const;
   const consumeLabels = ['client', 'queue', 'consumer'] as const;
 
-  const published = new Counter({ name: `${p}published_total`, help: 'publish() calls accepted (valid, taken into the buffer).', labelNames: publishLabels, registers });
-  const publishSettled = new Counter({
-    name: `${p}publish_settled_total`,
-    help: 'Accepted publishes by how they ended: confirmed, returned (unroutable), nacked, timed-out, failed (with the error code).',
-    labelNames: [...publishLabels, 'outcome', 'code'],
-    registers,
-  });
-  const publishRefused = new Counter({
-    name: `${p}publish_refused_total`,
-    help: 'publish() calls refused before anything was sent (invalid, too large, buffer full, closed), by error code.',
-    labelNames: [...publishLabels, 'code'],
-    registers,
-  });
-  const publishDuration = new Histogram({
-    name: `${p}publish_duration_seconds`,
-    help: 'From publish() to the broker confirm (or failure) of an accepted publish.',
-    labelNames: [...publishLabels, 'outcome'],
-    buckets,
-    registers,
-  });
-  const delivered = new Counter({ name: `${p}delivered_total`, help: 'Deliveries handed to a consumer.', labelNames: consumeLabels, registers });
-  const consumed = new Counter({
-    name: `${p}consumed_total`,
-    help: 'Deliveries by what became of them: outcome (handled, failed, invalid), the broker action taken (ack, retry, dead-letter, requeue, reject, none) and, for a dead letter, the reason.',
-    labelNames: [...consumeLabels, 'outcome', 'action', 'reason'],
-    registers,
-  });
-  const consumeDuration = new Histogram({
-    name: `${p}consume_duration_seconds`,
-    help: 'From a delivery entering the consumer to its broker action (the handler, and a retry or dead-letter copy confirmed).',
-    labelNames: [...consumeLabels, 'outcome'],
-    buckets,
-    registers,
-  });
+  // The counts on the message path are kept by Tally / TallyHistogram and read at each scrape.
+  const counter = (name: string, help: string, labelNames: readonly string[]): Tally => {
+    const tally = new Tally();
+    tallyCounter(tally, { name: p + name, help, labelNames, registry });
+    return tally;
+  };
+  const histogram = (name: string, help: string): TallyHistogram => {
+    const h = new TallyHistogram(p + name, help, buckets);
+    registry.registerMetric(h as unknown as Parameters<Registry['registerMetric']>[0]);
+    return h;
+  };
+  const published = counter('published_total', 'publish() calls accepted (valid, taken into the buffer).', publishLabels);
+  const publishSettled = counter(
+    'publish_settled_total',
+    'Accepted publishes by how they ended: confirmed, returned (unroutable), nacked, timed-out, failed (with the error code).',
+    [...publishLabels, 'outcome', 'code'],
+  );
+  const publishRefused = counter('publish_refused_total', 'publish() calls refused before anything was sent (invalid, too large, buffer full, closed), by error code.', [...publishLabels, 'code']);
+  const publishDuration = histogram('publish_duration_seconds', 'From publish() to the broker confirm (or failure) of an accepted publish.');
+  const delivered = counter('delivered_total', 'Deliveries handed to a consumer.', consumeLabels);
+  const consumed = counter(
+    'consumed_total',
+    'Deliveries by what became of them: outcome (handled, failed, invalid), the broker action taken (ack, retry, dead-letter, requeue, reject, none) and, for a dead letter, the reason.',
+    [...consumeLabels, 'outcome', 'action', 'reason'],
+  );
+  const consumeDuration = histogram('consume_duration_seconds', 'From a delivery entering the consumer to its broker action (the handler, and a retry or dead-letter copy confirmed).');
   const reconnects = new Counter({ name: `${p}reconnects_total`, help: 'Connections opened again after being lost.', labelNames: ['client', 'role'], registers });
   const blockedSeconds = new Counter({ name: `${p}blocked_seconds_total`, help: 'Seconds a connection spent blocked by a broker resource alarm (counted when it ends).', labelNames: ['client', 'role'], registers });
 
@@ -134,26 +127,31 @@ export function registerMetrics(registry: Registry, options: MetricsOptions = {}
 
   const onPublishEnd = (message: unknown): void => {
     const t = message as PublishTrace;
-    const labels = { client: t.client, exchange: t.exchange, message: t.contract };
+    const key = `${t.client}\u0000${t.exchange}\u0000${t.contract}`;
+    const labels = (): Record<string, string> => ({ client: t.client, exchange: t.exchange, message: t.contract });
     if (t.accepted !== true) {
-      publishRefused.inc({ ...labels, code: codeOf(t.error) });
+      const code = codeOf(t.error);
+      publishRefused.add(`${key}\u0000${code}`, () => ({ ...labels(), code }));
       return;
     }
-    published.inc(labels);
+    published.add(key, labels);
     const outcome = t.outcome ?? 'failed';
-    publishSettled.inc({ ...labels, outcome, code: codeOf(t.error) });
-    if (t.durationMs !== undefined) publishDuration.observe({ ...labels, outcome }, t.durationMs / 1000);
+    const code = codeOf(t.error);
+    publishSettled.add(`${key}\u0000${outcome}\u0000${code}`, () => ({ ...labels(), outcome, code }));
+    if (t.durationMs !== undefined) publishDuration.observe(`${key}\u0000${outcome}`, () => ({ ...labels(), outcome }), t.durationMs / 1000);
   };
   const onConsumeStart = (message: unknown): void => {
     const t = message as ConsumeTrace;
-    delivered.inc({ client: t.client, queue: t.queue, consumer: t.consumer });
+    delivered.add(`${t.client}\u0000${t.queue}\u0000${t.consumer}`, () => ({ client: t.client, queue: t.queue, consumer: t.consumer }));
   };
   const onConsumeEnd = (message: unknown): void => {
     const t = message as ConsumeTrace;
-    const labels = { client: t.client, queue: t.queue, consumer: t.consumer };
+    const key = `${t.client}\u0000${t.queue}\u0000${t.consumer}`;
     const outcome = t.outcome ?? 'failed';
-    consumed.inc({ ...labels, outcome, action: t.action ?? 'none', reason: t.reason ?? '' });
-    if (t.durationMs !== undefined) consumeDuration.observe({ ...labels, outcome }, t.durationMs / 1000);
+    const action = t.action ?? 'none';
+    const reason = t.reason ?? '';
+    consumed.add(`${key}\u0000${outcome}\u0000${action}\u0000${reason}`, () => ({ client: t.client, queue: t.queue, consumer: t.consumer, outcome, action, reason }));
+    if (t.durationMs !== undefined) consumeDuration.observe(`${key}\u0000${outcome}`, () => ({ client: t.client, queue: t.queue, consumer: t.consumer, outcome }), t.durationMs / 1000);
   };
   // Per connection: opened before (a later open is a reconnect), and when it was blocked.
   const connections = new Map<string, { opened: boolean; blockedAt: number | undefined }>();
