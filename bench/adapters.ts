@@ -171,7 +171,7 @@ export async function warrenSubscribed(url: string): Promise<Adapter> {
   };
 }
 
-/** warren with its Prometheus metrics registered (registerMetrics, the client tracked). */
+/** warren with its Prometheus metrics registered (registerMetrics; the message-path counting, no gauges tracked). */
 export async function warrenMetrics(url: string): Promise<Adapter> {
   const { Registry } = await import('prom-client');
   const { registerMetrics } = await import('../src/metrics/index.js');
@@ -190,7 +190,11 @@ export async function warrenTracing(url: string): Promise<Adapter> {
   trace.setGlobalTracerProvider(new BasicTracerProvider());
   const { registerTracing } = await import('../src/otel/index.js');
   const tracing = registerTracing();
-  return observed(await warren(url, true), 'warren (tracing)', () => tracing.close());
+  return observed(await warren(url, true), 'warren (tracing)', () => {
+    tracing.close();
+    // The context manager would otherwise tax every row after this one (async hooks on).
+    context.disable();
+  });
 }
 
 function observed(adapter: Adapter, name: string, stop: () => void): Adapter {

@@ -15,8 +15,10 @@ import diagnostics from 'node:diagnostics_channel';
  *   AsyncLocalStorage context; `end` once the broker action is taken (ack, retry copy confirmed,
  *   …), with `outcome`, `action` and `durationMs`; `error` just before `end` when the handler
  *   failed or the message was invalid.
+ *   Between them, `asyncStart` marks the publish accepted (valid, taken into the buffer: what
+ *   `health().publisher.published` counts; `accepted` is then true).
  * Unlike `tracePromise()`, `end` marks completion, so one span per operation opens on `start`
- * and closes on `end`; `asyncStart` / `asyncEnd` are not used.
+ * and closes on `end`; `asyncEnd` is not used.
  *
  * Plain channels: `warren:connection` (a connection's state changed), `warren:consumer` (a
  * consumer attached, detached or was cancelled), `warren:retry` (a retry copy was confirmed)

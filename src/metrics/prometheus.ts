@@ -45,53 +45,93 @@ function codeOf(err: unknown): string {
  */
 export function registerMetrics(registry: Registry, options: MetricsOptions = {}): WarrenMetrics {
   const p = options.prefix ?? 'warren_';
-  const buckets = options.buckets ?? DEFAULT_BUCKETS;
+  // Sorted, distinct and finite (+Inf is always the last bucket), as Prometheus expects `le`.
+  const buckets = [...new Set(options.buckets ?? DEFAULT_BUCKETS)].filter((b) => Number.isFinite(b)).sort((a, b) => a - b);
   const registers = [registry];
-  const publishLabels = ['client', 'exchange', 'message'] as const;
+  const publishLabelNames = ['client', 'exchange', 'message'] as const;
   const consumeLabels = ['client', 'queue', 'consumer'] as const;
 
   // The counts on the message path are kept by Tally / TallyHistogram and read at each scrape.
+  /** Every metric registered here: close() removes these (and not one of the same name registered since). */
+  const mine: object[] = [];
+  const own = <M extends object>(metric: M): M => {
+    mine.push(metric);
+    return metric;
+  };
   const counter = (name: string, help: string, labelNames: readonly string[]): Tally => {
     const tally = new Tally();
-    tallyCounter(tally, { name: p + name, help, labelNames, registry });
+    own(tallyCounter(tally, { name: p + name, help, labelNames, registry }));
     return tally;
   };
   const histogram = (name: string, help: string): TallyHistogram => {
-    const h = new TallyHistogram(p + name, help, buckets);
+    const h = own(new TallyHistogram(p + name, help, buckets));
     registry.registerMetric(h as unknown as Parameters<Registry['registerMetric']>[0]);
     return h;
   };
-  const published = counter('published_total', 'publish() calls accepted (valid, taken into the buffer).', publishLabels);
+  const published = counter('published_total', 'publish() calls accepted (valid, taken into the buffer).', publishLabelNames);
   const publishSettled = counter(
     'publish_settled_total',
     'Accepted publishes by how they ended: confirmed, returned (unroutable), nacked, timed-out, failed (with the error code).',
-    [...publishLabels, 'outcome', 'code'],
+    [...publishLabelNames, 'outcome', 'code'],
   );
-  const publishRefused = counter('publish_refused_total', 'publish() calls refused before anything was sent (invalid, too large, buffer full, closed), by error code.', [...publishLabels, 'code']);
+  const publishRefused = counter('publish_refused_total', 'publish() calls refused before anything was sent (invalid, too large, buffer full, closed), by error code.', [...publishLabelNames, 'code']);
   const publishDuration = histogram('publish_duration_seconds', 'From publish() to the broker confirm (or failure) of an accepted publish.');
-  const delivered = counter('delivered_total', 'Deliveries handed to a consumer.', consumeLabels);
-  const consumed = counter(
-    'consumed_total',
-    'Deliveries by what became of them: outcome (handled, failed, invalid), the broker action taken (ack, retry, dead-letter, requeue, reject, none) and, for a dead letter, the reason.',
-    [...consumeLabels, 'outcome', 'action', 'reason'],
-  );
   const consumeDuration = histogram('consume_duration_seconds', 'From a delivery entering the consumer to its broker action (the handler, and a retry or dead-letter copy confirmed).');
-  const reconnects = new Counter({ name: `${p}reconnects_total`, help: 'Connections opened again after being lost.', labelNames: ['client', 'role'], registers });
-  const blockedSeconds = new Counter({ name: `${p}blocked_seconds_total`, help: 'Seconds a connection spent blocked by a broker resource alarm (counted when it ends).', labelNames: ['client', 'role'], registers });
+  const reconnects = own(new Counter({ name: `${p}reconnects_total`, help: 'Connections opened again after being lost.', labelNames: ['client', 'role'], registers }));
+  const blockedSeconds = own(new Counter({ name: `${p}blocked_seconds_total`, help: 'Seconds a connection spent blocked by a broker resource alarm (counted when it ends).', labelNames: ['client', 'role'], registers }));
 
   const tracked = new Set<Warren>();
+  /** The tracked clients not closed: a closed one is forgotten, its series with it. */
+  const live = (): Warren[] => {
+    for (const w of tracked) if (w.health().connections.publish.state === 'closed') tracked.delete(w);
+    return [...tracked];
+  };
   const fromHealth = (name: string, help: string, labelNames: string[], read: (warren: Warren, set: (labels: Record<string, string>, value: number) => void) => void): Gauge => {
-    return new Gauge({
+    return own(new Gauge({
       name: `${p}${name}`,
       help,
       labelNames,
       registers,
       collect() {
         this.reset();
-        for (const w of tracked) read(w, (labels, value) => this.set(labels, value));
+        for (const w of live()) read(w, (labels, value) => this.set(labels, value));
       },
-    });
+    }));
   };
+  // The consumers' counts are their health() counts, read at each scrape: the same numbers, and
+  // nothing to do per message. Deliveries a consumer puts back unstarted at its stop deadline,
+  // or that its channel loses, are in them too.
+  const healthCounter = (name: string, help: string, labelNames: string[], read: (warren: Warren, add: (labels: Record<string, string>, value: number) => void) => void): void => {
+    own(new Counter({
+      name: `${p}${name}`,
+      help,
+      labelNames,
+      registers,
+      collect() {
+        this.reset();
+        for (const w of live()) read(w, (labels, value) => this.inc(labels, value));
+      },
+    }));
+  };
+  healthCounter('delivered_total', 'Deliveries a consumer received (health().consumers[].delivered).', [...consumeLabels], (w, add) => {
+    for (const c of w.health().consumers) add({ client: clientOf(w), queue: c.queue, consumer: c.name }, c.delivered);
+  });
+  healthCounter(
+    'consumed_total',
+    'Deliveries settled, by broker action (ack, retry, requeue, reject, dead-letter) and, for a dead letter, its reason (invalid, non-retryable, retries-exhausted, …): health().consumers[] counts.',
+    [...consumeLabels, 'action', 'reason'],
+    (w, add) => {
+      for (const c of w.health().consumers) {
+        const labels = { client: clientOf(w), queue: c.queue, consumer: c.name };
+        add({ ...labels, action: 'ack', reason: '' }, c.acked);
+        add({ ...labels, action: 'retry', reason: '' }, c.retried);
+        add({ ...labels, action: 'requeue', reason: '' }, c.requeued);
+        add({ ...labels, action: 'reject', reason: '' }, c.rejected);
+        for (const [reason, n] of Object.entries(c.deadLettered)) add({ ...labels, action: 'dead-letter', reason }, n);
+      }
+    },
+  );
+
   // Registered on the registry; read from the tracked clients at each scrape.
   fromHealth('publish_in_flight', 'Publishes sent and waiting for their confirm.', ['client'], (w, set) => set({ client: clientOf(w) }, w.health().publisher.inFlight));
   fromHealth('publish_buffered', 'Publishes waiting to be sent (disconnected, blocked, or the window full).', ['client'], (w, set) => set({ client: clientOf(w) }, w.health().publisher.buffered));
@@ -108,50 +148,32 @@ export function registerMetrics(registry: Registry, options: MetricsOptions = {}
     }
   });
 
-  const names = [
-    'published_total',
-    'publish_settled_total',
-    'publish_refused_total',
-    'publish_duration_seconds',
-    'delivered_total',
-    'consumed_total',
-    'consume_duration_seconds',
-    'reconnects_total',
-    'blocked_seconds_total',
-    'publish_in_flight',
-    'publish_buffered',
-    'consumer_unsettled',
-    'consumer_attached',
-    'connection_state',
-  ].map((n) => p + n);
 
+  const publishKey = (t: PublishTrace): string => `${t.client}\u0000${t.exchange}\u0000${t.contract}`;
+  const publishLabels = (t: PublishTrace) => (): Record<string, string> => ({ client: t.client, exchange: t.exchange, message: t.contract });
+  // Accepted (asyncStart) as health() counts it; settled or refused at the end.
+  const onPublishAccepted = (message: unknown): void => {
+    const t = message as PublishTrace;
+    published.add(publishKey(t), publishLabels(t));
+  };
   const onPublishEnd = (message: unknown): void => {
     const t = message as PublishTrace;
-    const key = `${t.client}\u0000${t.exchange}\u0000${t.contract}`;
-    const labels = (): Record<string, string> => ({ client: t.client, exchange: t.exchange, message: t.contract });
+    const key = publishKey(t);
+    const labels = publishLabels(t);
+    const code = codeOf(t.error);
     if (t.accepted !== true) {
-      const code = codeOf(t.error);
       publishRefused.add(`${key}\u0000${code}`, () => ({ ...labels(), code }));
       return;
     }
-    published.add(key, labels);
     const outcome = t.outcome ?? 'failed';
-    const code = codeOf(t.error);
     publishSettled.add(`${key}\u0000${outcome}\u0000${code}`, () => ({ ...labels(), outcome, code }));
     if (t.durationMs !== undefined) publishDuration.observe(`${key}\u0000${outcome}`, () => ({ ...labels(), outcome }), t.durationMs / 1000);
   };
-  const onConsumeStart = (message: unknown): void => {
-    const t = message as ConsumeTrace;
-    delivered.add(`${t.client}\u0000${t.queue}\u0000${t.consumer}`, () => ({ client: t.client, queue: t.queue, consumer: t.consumer }));
-  };
   const onConsumeEnd = (message: unknown): void => {
     const t = message as ConsumeTrace;
-    const key = `${t.client}\u0000${t.queue}\u0000${t.consumer}`;
+    if (t.durationMs === undefined) return;
     const outcome = t.outcome ?? 'failed';
-    const action = t.action ?? 'none';
-    const reason = t.reason ?? '';
-    consumed.add(`${key}\u0000${outcome}\u0000${action}\u0000${reason}`, () => ({ client: t.client, queue: t.queue, consumer: t.consumer, outcome, action, reason }));
-    if (t.durationMs !== undefined) consumeDuration.observe(`${key}\u0000${outcome}`, () => ({ client: t.client, queue: t.queue, consumer: t.consumer, outcome }), t.durationMs / 1000);
+    consumeDuration.observe(`${t.client}\u0000${t.queue}\u0000${t.consumer}\u0000${outcome}`, () => ({ client: t.client, queue: t.queue, consumer: t.consumer, outcome }), t.durationMs / 1000);
   };
   // Per connection: opened before (a later open is a reconnect), and when it was blocked.
   const connections = new Map<string, { opened: boolean; blockedAt: number | undefined }>();
@@ -174,22 +196,28 @@ export function registerMetrics(registry: Registry, options: MetricsOptions = {}
 
   const publish = diagnostics.tracingChannel(ChannelName.publish);
   const consume = diagnostics.tracingChannel(ChannelName.consume);
+  publish.asyncStart.subscribe(onPublishAccepted);
   publish.end.subscribe(onPublishEnd);
-  consume.start.subscribe(onConsumeStart);
   consume.end.subscribe(onConsumeEnd);
   diagnostics.subscribe(ChannelName.connection, onConnection);
 
+  let closed = false;
   return {
     track(warren) {
       tracked.add(warren);
     },
     close() {
+      if (closed) return;
+      closed = true;
+      publish.asyncStart.unsubscribe(onPublishAccepted);
       publish.end.unsubscribe(onPublishEnd);
-      consume.start.unsubscribe(onConsumeStart);
       consume.end.unsubscribe(onConsumeEnd);
       diagnostics.unsubscribe(ChannelName.connection, onConnection);
       tracked.clear();
-      for (const name of names) registry.removeSingleMetric(name);
+      for (const metric of mine) {
+        const name = (metric as { name: string }).name;
+        if (registry.getSingleMetric(name) === metric) registry.removeSingleMetric(name);
+      }
     },
   };
 }

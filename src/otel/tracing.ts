@@ -1,7 +1,8 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import diagnostics from 'node:diagnostics_channel';
-import { context, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Context, type Span, type TracerProvider } from '@opentelemetry/api';
+import { context, diag, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Context, type Span, type TracerProvider } from '@opentelemetry/api';
 import { ChannelName, type ConsumeTrace, type PublishTrace } from '../instrument/channels.js';
+import { ConfigError } from '../support/errors.js';
 import { VERSION } from '../support/version.js';
 
 /**
@@ -12,7 +13,7 @@ import { VERSION } from '../support/version.js';
  * keep the headers, so every attempt of a message is in its trace.
  */
 export interface WarrenTracing {
-  /** Stops making spans. */
+  /** Stops making spans, and ends those still open (`warren.outcome` 'unknown'). Idempotent. */
   close(): void;
 }
 
@@ -23,10 +24,24 @@ export interface TracingOptions {
 
 const INSTRUMENTATION = 'warren';
 
-/** The exchange as OpenTelemetry's messaging conventions name it: the default exchange is `amq.default`. */
-function destination(exchange: string): string {
-  return exchange === '' ? 'amq.default' : exchange;
+/**
+ * `messaging.destination.name` as OpenTelemetry's RabbitMQ conventions build it: the non-empty
+ * parts of `{exchange}:{routing key}` (a consumer adds `:{queue}`), or `amq.default` when there
+ * are none.
+ */
+function destination(...parts: string[]): string {
+  const named = parts.filter((p) => p !== '');
+  return named.length > 0 ? named.join(':') : 'amq.default';
 }
+
+/** `error.type`: the WarrenError's code, else `_OTHER`. */
+function errorType(err: unknown): string {
+  const code = typeof err === 'object' && err !== null ? (err as { code?: unknown }).code : undefined;
+  return typeof code === 'string' ? code : '_OTHER';
+}
+
+/** Only one registration at a time: two would make two spans per message and fight over the handler's context. */
+let active = false;
 
 /** A header carrier for the propagator: only string values are read back. */
 const getter = {
@@ -56,14 +71,19 @@ function contextStorage(): AsyncLocalStorage<Context> | undefined {
  * async-hooks context manager) first.
  */
 export function registerTracing(options: TracingOptions = {}): WarrenTracing {
+  if (active) throw new ConfigError('registerTracing()', ['it is already registered: close() the one you have before registering again']);
+  active = true;
   const tracer = (options.tracerProvider ?? trace.getTracerProvider()).getTracer(INSTRUMENTATION, VERSION);
   const spans = new WeakMap<object, Span>();
+  /** Spans started and not ended: close() ends them, so none is lost unexported. */
+  const open = new Set<Span>();
   const publish = diagnostics.tracingChannel(ChannelName.publish);
   const consume = diagnostics.tracingChannel(ChannelName.consume);
 
   const onPublishStart = (message: unknown): void => {
     const t = message as PublishTrace;
     const span = tracer.startSpan(
+      // Named by the exchange alone: a routing key may carry ids, and a span name must stay low in cardinality.
       `publish ${destination(t.exchange)}`,
       {
         kind: SpanKind.PRODUCER,
@@ -71,7 +91,7 @@ export function registerTracing(options: TracingOptions = {}): WarrenTracing {
           'messaging.system': 'rabbitmq',
           'messaging.operation.type': 'send',
           'messaging.operation.name': 'publish',
-          'messaging.destination.name': destination(t.exchange),
+          'messaging.destination.name': destination(t.exchange, t.routingKey),
           'messaging.rabbitmq.destination.routing_key': t.routingKey,
           'messaging.message.id': t.messageId,
           'warren.client': t.client,
@@ -81,6 +101,7 @@ export function registerTracing(options: TracingOptions = {}): WarrenTracing {
       context.active(),
     );
     spans.set(t, span);
+    open.add(span);
     // The headers object is what is sent: the consumer continues this trace from it.
     propagation.inject(trace.setSpan(context.active(), span), t.headers);
   };
@@ -89,17 +110,20 @@ export function registerTracing(options: TracingOptions = {}): WarrenTracing {
     const span = spans.get(t);
     if (span === undefined) return;
     spans.delete(t);
+    open.delete(span);
     span.setAttribute('warren.outcome', t.outcome ?? 'failed');
     if (t.outcome !== 'confirmed') {
       if (t.error !== undefined) span.recordException(t.error);
+      span.setAttribute('error.type', errorType(t.error));
       span.setStatus({ code: SpanStatusCode.ERROR, message: t.error?.message ?? t.outcome ?? 'failed' });
     }
     span.end();
   };
 
-  /** The consumer span of a delivery: a child of the context its headers carry. */
-  const consumerSpan = (t: ConsumeTrace): Span => {
-    const existing = spans.get(t);
+  /** The consumer span of a delivery, and the context it runs in: a child of the one its headers carry (baggage included). */
+  const contexts = new WeakMap<object, Context>();
+  const consumerSpan = (t: ConsumeTrace): Context => {
+    const existing = contexts.get(t);
     if (existing !== undefined) return existing;
     const parent = propagation.extract(ROOT_CONTEXT, t.headers, getter);
     const span = tracer.startSpan(
@@ -110,10 +134,10 @@ export function registerTracing(options: TracingOptions = {}): WarrenTracing {
           'messaging.system': 'rabbitmq',
           'messaging.operation.type': 'process',
           'messaging.operation.name': 'process',
-          'messaging.destination.name': destination(t.exchange),
-          'messaging.destination.subscription.name': t.queue,
-          'messaging.consumer.group.name': t.consumer,
+          'messaging.destination.name': destination(t.exchange, t.routingKey, t.queue),
           'messaging.rabbitmq.destination.routing_key': t.routingKey,
+          'warren.queue': t.queue,
+          'warren.consumer': t.consumer,
           ...(t.messageId !== undefined ? { 'messaging.message.id': t.messageId } : {}),
           'warren.client': t.client,
           'warren.message': t.contract,
@@ -124,7 +148,10 @@ export function registerTracing(options: TracingOptions = {}): WarrenTracing {
       parent,
     );
     spans.set(t, span);
-    return span;
+    open.add(span);
+    const ctx = trace.setSpan(parent, span);
+    contexts.set(t, ctx);
+    return ctx;
   };
   const onConsumeStart = (message: unknown): void => void consumerSpan(message as ConsumeTrace);
   const onConsumeEnd = (message: unknown): void => {
@@ -132,9 +159,11 @@ export function registerTracing(options: TracingOptions = {}): WarrenTracing {
     const span = spans.get(t);
     if (span === undefined) return;
     spans.delete(t);
+    open.delete(span);
     span.setAttributes({ 'warren.outcome': t.outcome ?? 'failed', 'warren.action': t.action ?? 'none', ...(t.reason !== undefined ? { 'warren.reason': t.reason } : {}) });
     if (t.outcome !== 'handled') {
       if (t.error instanceof Error) span.recordException(t.error);
+      span.setAttribute('error.type', errorType(t.error));
       span.setStatus({ code: SpanStatusCode.ERROR, message: t.error instanceof Error ? t.error.message : (t.outcome ?? 'failed') });
     }
     span.end();
@@ -143,19 +172,29 @@ export function registerTracing(options: TracingOptions = {}): WarrenTracing {
   // The handler runs inside `start.runStores()`: bound to the context manager's storage, it runs
   // with the consumer span current. The store's transform runs before the subscribers.
   const storage = contextStorage();
-  const bind = (t: ConsumeTrace): Context => trace.setSpan(ROOT_CONTEXT, consumerSpan(t));
-  if (storage !== undefined) consume.start.bindStore(storage, bind as (message: unknown) => Context);
+  if (storage !== undefined) consume.start.bindStore(storage, consumerSpan as (message: unknown) => Context);
+  else diag.warn('warren: no AsyncLocalStorage context manager is registered (register the OpenTelemetry SDK before registerTracing()); consumer spans are made, but spans a handler starts will not be their children');
   publish.start.subscribe(onPublishStart);
   publish.end.subscribe(onPublishEnd);
   consume.start.subscribe(onConsumeStart);
   consume.end.subscribe(onConsumeEnd);
+  let closed = false;
   return {
     close() {
+      if (closed) return;
+      closed = true;
+      active = false;
       publish.start.unsubscribe(onPublishStart);
       publish.end.unsubscribe(onPublishEnd);
       consume.start.unsubscribe(onConsumeStart);
       consume.end.unsubscribe(onConsumeEnd);
       if (storage !== undefined) consume.start.unbindStore(storage);
+      // What is still in flight ends now, marked so, rather than never being exported.
+      for (const span of open) {
+        span.setAttribute('warren.outcome', 'unknown');
+        span.end();
+      }
+      open.clear();
     },
   };
 }

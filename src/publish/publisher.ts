@@ -192,7 +192,10 @@ export class Publisher implements CopyPublisher {
     if (full !== undefined && this.#settings.whenFull === 'reject') throw new PublishBufferFullError({ messageId, exchange, routingKey }, full);
     if (kind === 'publish') {
       this.#counts.published += 1;
-      if (trace !== undefined) trace.accepted = true;
+      if (trace !== undefined) {
+        trace.accepted = true;
+        publishChannel.asyncStart.publish(trace);
+      }
     }
     return new Promise<PublishReceipt>((resolve, reject) => {
       const p: Pending = {

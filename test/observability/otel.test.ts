@@ -48,22 +48,31 @@ describe('OpenTelemetry tracing', () => {
       expect(producer, kind).toMatchObject({
         name: `publish ${name}.ex`,
         status: SpanStatusCode.UNSET,
-        attributes: { 'messaging.system': 'rabbitmq', 'messaging.operation.name': 'publish', 'messaging.destination.name': `${name}.ex`, 'messaging.rabbitmq.destination.routing_key': 'job', 'warren.message': 'job.created', 'warren.outcome': 'confirmed' },
+        attributes: { 'messaging.system': 'rabbitmq', 'messaging.operation.name': 'publish', 'messaging.destination.name': `${name}.ex:job`, 'messaging.rabbitmq.destination.routing_key': 'job', 'warren.message': 'job.created', 'warren.outcome': 'confirmed' },
       });
       const consumed = consumerSpans.filter((s) => s.kind === Number(SpanKind.CONSUMER) && s.traceId === producer?.traceId).sort((a, b) => Number(a.attributes['warren.attempt']) - Number(b.attributes['warren.attempt']));
       // Every consumer span of the message is a child of its producer span, in its trace.
       expect(consumed.length, kind).toBe(kind === 'flaky' ? 2 : 1);
       for (const c of consumed) {
-        expect(c).toMatchObject({ name: `process ${name}.work`, parentSpanId: producer?.spanId, attributes: { 'messaging.system': 'rabbitmq', 'messaging.destination.subscription.name': `${name}.work`, 'messaging.consumer.group.name': 'worker' } });
+        expect(c).toMatchObject({
+          name: `process ${name}.work`,
+          parentSpanId: producer?.spanId,
+          attributes: { 'messaging.system': 'rabbitmq', 'warren.queue': `${name}.work`, 'warren.consumer': 'worker' },
+        });
+        // The first delivery came through the exchange; a retry comes back from its wait queue through the default exchange.
+        expect(c.attributes['messaging.destination.name']).toBe(c.attributes['warren.attempt'] === 1 ? `${name}.ex:job:${name}.work` : `${name}.work:${name}.work`);
         // The handler's own span runs inside the consumer span.
         expect(consumerSpans.filter((s) => s.parentSpanId === c.spanId).map((s) => s.name)).toEqual([`handle ${kind}`]);
       }
       const outcomes = consumed.map((c) => [c.attributes['warren.attempt'], c.attributes['warren.action'], c.status]);
       if (kind === 'ok') expect(outcomes).toEqual([[1, 'ack', SpanStatusCode.UNSET]]);
-      if (kind === 'flaky') expect(outcomes).toEqual([[1, 'retry', SpanStatusCode.ERROR], [2, 'ack', SpanStatusCode.UNSET]]);
+      if (kind === 'flaky') {
+        expect(outcomes).toEqual([[1, 'retry', SpanStatusCode.ERROR], [2, 'ack', SpanStatusCode.UNSET]]);
+        expect(consumed[0]?.attributes['error.type']).toBe('_OTHER');
+      }
       if (kind === 'fatal') {
         expect(outcomes).toEqual([[1, 'dead-letter', SpanStatusCode.ERROR]]);
-        expect(consumed[0]?.attributes['warren.reason']).toBe('non-retryable');
+        expect(consumed[0]?.attributes).toMatchObject({ 'warren.reason': 'non-retryable', 'error.type': 'NON_RETRYABLE' });
       }
     }
   });

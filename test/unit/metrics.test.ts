@@ -35,38 +35,63 @@ describe('registerMetrics', () => {
   it('counts an accepted publish by how it settled, and one refused before sending apart from them', async () => {
     expect.hasAssertions();
     const { registry } = setup();
-    publish.end.publish(trace({ accepted: true, outcome: 'confirmed', durationMs: 3 }));
-    publish.end.publish(trace({ accepted: true, outcome: 'returned', durationMs: 2, error: Object.assign(new Error('unroutable'), { code: 'UNROUTABLE' }) }));
+    const accepted = (extra: Partial<PublishTrace>): void => {
+      const t = trace({ accepted: true });
+      publish.asyncStart.publish(t);
+      Object.assign(t, extra);
+      publish.end.publish(t);
+    };
+    accepted({ outcome: 'confirmed', durationMs: 3 });
+    accepted({ outcome: 'returned', durationMs: 2, error: Object.assign(new Error('unroutable'), { code: 'UNROUTABLE' }) });
+    // Accepted and not settled yet (the broker is away): counted as published already, as health() does.
+    publish.asyncStart.publish(trace({ accepted: true }));
     publish.end.publish(trace({ outcome: 'failed', error: Object.assign(new Error('invalid'), { code: 'VALIDATION_FAILED' }) }));
-    expect(await value(registry, 'warren_published_total', labels)).toBe(2);
+    expect(await value(registry, 'warren_published_total', labels)).toBe(3);
     expect(await value(registry, 'warren_publish_settled_total', { ...labels, outcome: 'confirmed', code: '' })).toBe(1);
     expect(await value(registry, 'warren_publish_settled_total', { ...labels, outcome: 'returned', code: 'UNROUTABLE' })).toBe(1);
     expect(await value(registry, 'warren_publish_refused_total', { ...labels, code: 'VALIDATION_FAILED' })).toBe(1);
     expect(await registry.getSingleMetricAsString('warren_publish_duration_seconds')).toContain('warren_publish_duration_seconds_count{client="billing",exchange="orders",message="order.placed",outcome="confirmed"} 1');
   });
 
-  it('counts deliveries and what became of them, by outcome, action and reason', async () => {
+  it('counts deliveries and what became of them from the tracked clients’ health(): the same numbers', async () => {
+    expect.hasAssertions();
+    const { registry, metrics } = setup();
+    const consumer = {
+      name: 'charge', queue: 'billing.orders', attached: true, unsettled: 0,
+      delivered: 9, acked: 4, retried: 2, requeued: 1, rejected: 0,
+      deadLettered: { invalid: 1, 'non-retryable': 1, 'retries-exhausted': 0, 'handler-failed': 0, handler: 0, 'retry-failed': 0 },
+    };
+    const health = (): Partial<Health> => ({
+      publisher: { inFlight: 0, buffered: 0 } as Health['publisher'],
+      consumers: [consumer] as unknown as Health['consumers'],
+      connections: { publish: { state: 'open', since: new Date(), url: undefined }, consume: undefined },
+    });
+    metrics.track({ name: 'billing', health } as unknown as Warren);
+    const c = { client: 'billing', queue: 'billing.orders', consumer: 'charge' };
+    expect(await value(registry, 'warren_delivered_total', c)).toBe(9);
+    expect(await value(registry, 'warren_consumed_total', { ...c, action: 'ack', reason: '' })).toBe(4);
+    expect(await value(registry, 'warren_consumed_total', { ...c, action: 'retry', reason: '' })).toBe(2);
+    expect(await value(registry, 'warren_consumed_total', { ...c, action: 'requeue', reason: '' })).toBe(1);
+    expect(await value(registry, 'warren_consumed_total', { ...c, action: 'dead-letter', reason: 'invalid' })).toBe(1);
+    consumer.delivered = 10;
+    expect(await value(registry, 'warren_delivered_total', c)).toBe(10);
+  });
+
+  it('observes how long a delivery took, by outcome, in cumulative buckets with +Inf', async () => {
     expect.hasAssertions();
     const { registry } = setup();
-    const delivery = (extra: Partial<ConsumeTrace>): ConsumeTrace => ({
-      client: 'billing', consumer: 'charge', queue: 'billing.orders', contract: 'order.placed', exchange: 'orders', routingKey: 'order.placed',
-      messageId: 'm', attempt: 1, redelivered: false, headers: {}, ...extra,
-    });
-    const c = { client: 'billing', queue: 'billing.orders', consumer: 'charge' };
-    for (const end of [
-      { outcome: 'handled', action: 'ack' },
-      { outcome: 'failed', action: 'retry', delayMs: 1000 },
-      { outcome: 'invalid', action: 'dead-letter', reason: 'invalid' },
-    ] as const) {
-      const t = delivery({});
-      consume.start.publish(t);
-      Object.assign(t, end, { durationMs: 1 });
-      consume.end.publish(t);
+    for (const [outcome, ms] of [['handled', 3], ['handled', 40], ['failed', 7000]] as const) {
+      consume.end.publish({ client: 'billing', consumer: 'charge', queue: 'billing.orders', contract: 'c', exchange: 'e', routingKey: 'k', messageId: 'm', attempt: 1, redelivered: false, headers: {}, outcome, action: 'ack', durationMs: ms } satisfies ConsumeTrace);
     }
-    expect(await value(registry, 'warren_delivered_total', c)).toBe(3);
-    expect(await value(registry, 'warren_consumed_total', { ...c, outcome: 'handled', action: 'ack', reason: '' })).toBe(1);
-    expect(await value(registry, 'warren_consumed_total', { ...c, outcome: 'failed', action: 'retry', reason: '' })).toBe(1);
-    expect(await value(registry, 'warren_consumed_total', { ...c, outcome: 'invalid', action: 'dead-letter', reason: 'invalid' })).toBe(1);
+    const text = await registry.getSingleMetricAsString('warren_consume_duration_seconds');
+    const line = (le: string, outcome: string): string => `warren_consume_duration_seconds_bucket{client="billing",queue="billing.orders",consumer="charge",outcome="${outcome}",le="${le}"}`;
+    expect(text).toContain(`${line('0.0025', 'handled')} 0`);
+    expect(text).toContain(`${line('0.005', 'handled')} 1`);
+    expect(text).toContain(`${line('0.05', 'handled')} 2`);
+    expect(text).toContain(`${line('+Inf', 'handled')} 2`);
+    expect(text).toContain(`${line('5', 'failed')} 0`);
+    expect(text).toContain(`${line('10', 'failed')} 1`);
+    expect(text).toContain('warren_consume_duration_seconds_count{client="billing",queue="billing.orders",consumer="charge",outcome="failed"} 1');
   });
 
   it('counts a reconnect (open again after a loss, not the first open, not the end of a block) and the seconds blocked', async () => {
@@ -91,7 +116,7 @@ describe('registerMetrics', () => {
     let inFlight = 4;
     const health = (): Partial<Health> => ({
       publisher: { inFlight, buffered: 7 } as Health['publisher'],
-      consumers: [{ name: 'charge', queue: 'billing.orders', attached: true, unsettled: 2 }] as Health['consumers'],
+      consumers: [{ name: 'charge', queue: 'billing.orders', attached: true, unsettled: 2, delivered: 0, acked: 0, retried: 0, requeued: 0, rejected: 0, deadLettered: {} }] as unknown as Health['consumers'],
       connections: { publish: { state: 'open', since: new Date(), url: undefined }, consume: { state: 'blocked', since: new Date(), url: undefined } },
     });
     metrics.track({ name: 'billing', health } as unknown as Warren);
@@ -115,5 +140,8 @@ describe('registerMetrics', () => {
     const again = registerMetrics(registry);
     open.push(again);
     expect(await value(registry, 'warren_published_total', labels)).toBe(0);
+    // A second close() of the first leaves the second's metrics alone.
+    metrics.close();
+    expect((await registry.getMetricsAsJSON()).map((m) => m.name)).toContain('warren_published_total');
   });
 });
