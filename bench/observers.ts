@@ -1,5 +1,5 @@
 // npm run bench:observers — what warren's metrics and tracing subscribers cost per message, without
-// a broker: the channel events of one publish (end) and one delivery (start + end), a million
+// a broker: the channel events of one publish (start, accepted, end) and one delivery (start + end), a million
 // times, with registerMetrics / registerTracing on and off. (`BENCH_OBSERVED=1 npm run bench`
 // measures the same against a broker, where the noise is larger than these costs.)
 import diagnostics from 'node:diagnostics_channel';
@@ -19,6 +19,7 @@ const consume = diagnostics.tracingChannel(WarrenChannel.consume);
 const onePublish = (): void => {
   const t = { client: 'shop', contract: 'order.placed', exchange: 'shop.orders', routingKey: 'order.placed', messageId: 'm-1', headers: {}, accepted: true, outcome: 'confirmed', durationMs: 3.2 };
   publish.start.publish(t);
+  publish.asyncStart.publish(t); // accepted
   publish.end.publish(t);
 };
 const oneDelivery = (): void => {
