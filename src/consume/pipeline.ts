@@ -168,9 +168,14 @@ export class Pipeline {
     consumeChannel.end.publish(trace);
   }
 
-  /** A bug of ours must not become an unhandled rejection; the unsettled message is redelivered when the channel closes. */
+  /**
+   * A bug of ours must not become an unhandled rejection; the unsettled message is redelivered
+   * when the channel closes. Its `warren:consume` operation still ends (failed, with the error), so
+   * no span or histogram is left waiting for it.
+   */
   #internalError(delivery: Delivery, err: unknown): void {
     this.#d.log.error({ messageId: delivery.msg.messageId, err }, 'internal error while settling a message');
+    if (delivery.trace !== undefined && delivery.trace.outcome === undefined) this.#end(delivery, { kind: 'failed', error: err });
   }
 }
 
