@@ -49,7 +49,7 @@ connectionOptions(
     .option('--only <names>', 'run only these consumers (comma-separated names)')
     .option('--prefetch <n>', "override every consumer's prefetch", positiveInt('--prefetch'))
     .option('--concurrency <n>', "override every consumer's concurrency", positiveInt('--concurrency'))
-    .option('--metrics-port <port>', 'serve /healthz (alive) and /readyz (connected, not blocked, consumers attached, none stalled) on this port', positiveInt('--metrics-port'))
+    .option('--metrics-port <port>', 'serve /healthz (alive), /readyz (connected, not blocked, consumers attached, none stalled) and /metrics (Prometheus) on this port', positiveInt('--metrics-port'))
     .option('--metrics-host <host>', 'address the probes listen on (default: every interface)')
     .option('--log-level <level>', 'trace, debug, info, warn, error, fatal or silent', process.env['LOG_LEVEL'] ?? 'info')
     .addHelpText('after', examples('warren run ./consumers/app.ts', 'warren run ./app.ts --only billing --prefetch 50 --concurrency 10 --metrics-port 9464', 'AMQP_URL=amqp://app:secret@rabbit:5672/shop warren run dist/app.js')),

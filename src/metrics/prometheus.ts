@@ -2,6 +2,7 @@ import diagnostics from 'node:diagnostics_channel';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Warren } from '../client/warren.js';
 import { ChannelName, type ConnectionStateChange, type ConsumeTrace, type PublishTrace } from '../instrument/channels.js';
+import { ConfigError } from '../support/errors.js';
 import { Tally, tallyCounter, TallyHistogram } from './tally.js';
 
 /**
@@ -45,6 +46,9 @@ function codeOf(err: unknown): string {
  */
 export function registerMetrics(registry: Registry, options: MetricsOptions = {}): WarrenMetrics {
   const p = options.prefix ?? 'warren_';
+  if (registry.getSingleMetric(`${p}published_total`) !== undefined) {
+    throw new ConfigError('registerMetrics()', [`warren's metrics are already on this registry (prefix '${p}'): close() the registration you have, or give another prefix`]);
+  }
   // Sorted, distinct and finite (+Inf is always the last bucket), as Prometheus expects `le`.
   const buckets = [...new Set(options.buckets ?? DEFAULT_BUCKETS)].filter((b) => Number.isFinite(b)).sort((a, b) => a - b);
   const registers = [registry];

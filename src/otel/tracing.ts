@@ -173,7 +173,13 @@ export function registerTracing(options: TracingOptions = {}): WarrenTracing {
   // with the consumer span current. The store's transform runs before the subscribers.
   const storage = contextStorage();
   if (storage !== undefined) consume.start.bindStore(storage, consumerSpan as (message: unknown) => Context);
-  else diag.warn('warren: no AsyncLocalStorage context manager is registered (register the OpenTelemetry SDK before registerTracing()); consumer spans are made, but spans a handler starts will not be their children');
+  else {
+    // Said loudly (a process warning, on stderr by default) and to OpenTelemetry's diag: with no
+    // diag logger set, diag alone would say nothing.
+    const text = 'warren: registerTracing() found no AsyncLocalStorage context manager: register the OpenTelemetry SDK (its async-hooks context manager) first; consumer spans are made, but spans a handler starts will not be their children';
+    diag.warn(text);
+    process.emitWarning(text, { code: 'WARREN_OTEL_NO_CONTEXT_MANAGER' });
+  }
   publish.start.subscribe(onPublishStart);
   publish.end.subscribe(onPublishEnd);
   consume.start.subscribe(onConsumeStart);

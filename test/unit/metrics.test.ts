@@ -129,6 +129,12 @@ describe('registerMetrics', () => {
     expect(await value(registry, 'warren_connection_state', { client: 'billing', role: 'consume', state: 'open' })).toBe(0);
   });
 
+  it('refuses a second registration on the same registry with a ConfigError (another prefix is fine)', () => {
+    const { registry } = setup();
+    expect(() => registerMetrics(registry)).toThrow(expect.objectContaining({ code: 'CONFIG_INVALID' }));
+    open.push(registerMetrics(registry, { prefix: 'shop_warren_' }));
+  });
+
   it('close() stops counting and removes its metrics, so it can be registered again', async () => {
     expect.hasAssertions();
     const { registry, metrics } = setup();
