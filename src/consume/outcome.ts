@@ -1,6 +1,6 @@
 import type { AckMode, OnError } from '../define/consumer.js';
 import { retryDelay, retryTierFor, type RetryPolicy } from '../define/retry-policy.js';
-import { ConfigError, NonRetryableError } from '../support/errors.js';
+import { ConfigError, errorCode, NonRetryableError } from '../support/errors.js';
 
 /**
  * THE rule: every broker action a consumer takes is decided here, and only here.
@@ -179,5 +179,5 @@ function deadLetter(reason: DeadLetterReason, rule: Rule): BrokerAction {
  * warren (an app module loaded by the `warren` command from its own node_modules or sources).
  */
 function isNonRetryable(error: unknown): boolean {
-  return error instanceof NonRetryableError || (error instanceof Error && (error as { code?: unknown }).code === 'NON_RETRYABLE');
+  return error instanceof NonRetryableError || (error instanceof Error && errorCode(error) === 'NON_RETRYABLE');
 }

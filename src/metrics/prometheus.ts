@@ -2,7 +2,7 @@ import diagnostics from 'node:diagnostics_channel';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Warren } from '../client/warren.js';
 import { ChannelName, type ConnectionStateChange, type ConsumeTrace, type PublishTrace } from '../instrument/channels.js';
-import { ConfigError } from '../support/errors.js';
+import { ConfigError, errorCode } from '../support/errors.js';
 import { Tally, tallyCounter, TallyHistogram } from './tally.js';
 
 /**
@@ -28,11 +28,6 @@ export interface MetricsOptions {
 const DEFAULT_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 const STATES = ['connecting', 'open', 'blocked', 'closing', 'closed'] as const;
 
-/** The code of a WarrenError (of any copy of warren), or '' . */
-function codeOf(err: unknown): string {
-  const code = typeof err === 'object' && err !== null ? (err as { code?: unknown }).code : undefined;
-  return typeof code === 'string' ? code : '';
-}
 
 /**
  * Registers warren's metrics on `registry` and starts counting. Opt-in: nothing is counted (and
@@ -90,43 +85,38 @@ export function registerMetrics(registry: Registry, options: MetricsOptions = {}
     for (const w of tracked) if (w.health().connections.publish.state === 'closed') tracked.delete(w);
     return [...tracked];
   };
-  const fromHealth = (name: string, help: string, labelNames: string[], read: (warren: Warren, set: (labels: Record<string, string>, value: number) => void) => void): Gauge => {
-    return own(new Gauge({
-      name: `${p}${name}`,
-      help,
-      labelNames,
-      registers,
-      collect() {
-        this.reset();
-        for (const w of live()) read(w, (labels, value) => this.set(labels, value));
-      },
-    }));
+  /**
+   * A gauge or counter whose values are read from each live tracked client at each scrape: the
+   * gauges what is happening now, the counters the consumers' health() counts.
+   */
+  const fromHealth = (
+    kind: 'gauge' | 'counter',
+    name: string,
+    help: string,
+    labelNames: string[],
+    read: (warren: Warren, put: (labels: Record<string, string>, value: number) => void) => void,
+  ): void => {
+    const options = { name: `${p}${name}`, help, labelNames, registers };
+    own(
+      kind === 'gauge'
+        ? new Gauge({ ...options, collect() { this.reset(); for (const w of live()) read(w, (labels, value) => this.set(labels, value)); } })
+        : new Counter({ ...options, collect() { this.reset(); for (const w of live()) read(w, (labels, value) => this.inc(labels, value)); } }),
+    );
   };
   // The consumers' counts are their health() counts, read at each scrape: the same numbers, and
   // nothing to do per message. Deliveries a consumer puts back unstarted at its stop deadline,
   // or that its channel loses, are in them too.
-  const healthCounter = (name: string, help: string, labelNames: string[], read: (warren: Warren, add: (labels: Record<string, string>, value: number) => void) => void): void => {
-    own(new Counter({
-      name: `${p}${name}`,
-      help,
-      labelNames,
-      registers,
-      collect() {
-        this.reset();
-        for (const w of live()) read(w, (labels, value) => this.inc(labels, value));
-      },
-    }));
-  };
-  healthCounter('delivered_total', 'Deliveries a consumer received (health().consumers[].delivered).', [...consumeLabels], (w, add) => {
-    for (const c of w.health().consumers) add({ client: clientOf(w), queue: c.queue, consumer: c.name }, c.delivered);
+  fromHealth('counter', 'delivered_total', 'Deliveries a consumer received (health().consumers[].delivered).', [...consumeLabels], (w, add) => {
+    for (const c of w.health().consumers) add({ client: w.name, queue: c.queue, consumer: c.name }, c.delivered);
   });
-  healthCounter(
+  fromHealth(
+    'counter',
     'consumed_total',
     'Deliveries settled, by broker action (ack, retry, requeue, reject, dead-letter) and, for a dead letter, its reason (invalid, non-retryable, retries-exhausted, …): health().consumers[] counts.',
     [...consumeLabels, 'action', 'reason'],
     (w, add) => {
       for (const c of w.health().consumers) {
-        const labels = { client: clientOf(w), queue: c.queue, consumer: c.name };
+        const labels = { client: w.name, queue: c.queue, consumer: c.name };
         add({ ...labels, action: 'ack', reason: '' }, c.acked);
         add({ ...labels, action: 'retry', reason: '' }, c.retried);
         add({ ...labels, action: 'requeue', reason: '' }, c.requeued);
@@ -137,18 +127,18 @@ export function registerMetrics(registry: Registry, options: MetricsOptions = {}
   );
 
   // Registered on the registry; read from the tracked clients at each scrape.
-  fromHealth('publish_in_flight', 'Publishes sent and waiting for their confirm.', ['client'], (w, set) => set({ client: clientOf(w) }, w.health().publisher.inFlight));
-  fromHealth('publish_buffered', 'Publishes waiting to be sent (disconnected, blocked, or the window full).', ['client'], (w, set) => set({ client: clientOf(w) }, w.health().publisher.buffered));
-  fromHealth('consumer_unsettled', 'Deliveries neither acked nor nacked yet.', ['client', 'queue', 'consumer'], (w, set) => {
-    for (const c of w.health().consumers) set({ client: clientOf(w), queue: c.queue, consumer: c.name }, c.unsettled);
+  fromHealth('gauge', 'publish_in_flight', 'Publishes sent and waiting for their confirm.', ['client'], (w, set) => set({ client: w.name }, w.health().publisher.inFlight));
+  fromHealth('gauge', 'publish_buffered', 'Publishes waiting to be sent (disconnected, blocked, or the window full).', ['client'], (w, set) => set({ client: w.name }, w.health().publisher.buffered));
+  fromHealth('gauge', 'consumer_unsettled', 'Deliveries neither acked nor nacked yet.', ['client', 'queue', 'consumer'], (w, set) => {
+    for (const c of w.health().consumers) set({ client: w.name, queue: c.queue, consumer: c.name }, c.unsettled);
   });
-  fromHealth('consumer_attached', '1 while the consumer is attached to its queue.', ['client', 'queue', 'consumer'], (w, set) => {
-    for (const c of w.health().consumers) set({ client: clientOf(w), queue: c.queue, consumer: c.name }, c.attached ? 1 : 0);
+  fromHealth('gauge', 'consumer_attached', '1 while the consumer is attached to its queue.', ['client', 'queue', 'consumer'], (w, set) => {
+    for (const c of w.health().consumers) set({ client: w.name, queue: c.queue, consumer: c.name }, c.attached ? 1 : 0);
   });
-  fromHealth('connection_state', '1 for the state each connection is in (connecting, open, blocked, closing, closed).', ['client', 'role', 'state'], (w, set) => {
+  fromHealth('gauge', 'connection_state', '1 for the state each connection is in (connecting, open, blocked, closing, closed).', ['client', 'role', 'state'], (w, set) => {
     const { publish, consume } = w.health().connections;
     for (const [role, conn] of [['publish', publish], ['consume', consume]] as const) {
-      if (conn !== undefined) for (const state of STATES) set({ client: clientOf(w), role, state }, conn.state === state ? 1 : 0);
+      if (conn !== undefined) for (const state of STATES) set({ client: w.name, role, state }, conn.state === state ? 1 : 0);
     }
   });
 
@@ -164,7 +154,7 @@ export function registerMetrics(registry: Registry, options: MetricsOptions = {}
     const t = message as PublishTrace;
     const key = publishKey(t);
     const labels = publishLabels(t);
-    const code = codeOf(t.error);
+    const code = (errorCode(t.error) ?? '');
     if (t.accepted !== true) {
       publishRefused.add(`${key}\u0000${code}`, () => ({ ...labels(), code }));
       return;
@@ -224,9 +214,4 @@ export function registerMetrics(registry: Registry, options: MetricsOptions = {}
       }
     },
   };
-}
-
-/** The client's name as its events carry it. */
-function clientOf(warren: Warren): string {
-  return warren.name;
 }

@@ -2,7 +2,7 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import diagnostics from 'node:diagnostics_channel';
 import { context, diag, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Context, type Span, type TracerProvider } from '@opentelemetry/api';
 import { ChannelName, type ConsumeTrace, type PublishTrace } from '../instrument/channels.js';
-import { ConfigError } from '../support/errors.js';
+import { ConfigError, errorCode } from '../support/errors.js';
 import { VERSION } from '../support/version.js';
 
 /**
@@ -36,8 +36,7 @@ function destination(...parts: string[]): string {
 
 /** `error.type`: the WarrenError's code, else `_OTHER`. */
 function errorType(err: unknown): string {
-  const code = typeof err === 'object' && err !== null ? (err as { code?: unknown }).code : undefined;
-  return typeof code === 'string' ? code : '_OTHER';
+  return errorCode(err) ?? '_OTHER';
 }
 
 /** Only one registration at a time: two would make two spans per message and fight over the handler's context. */

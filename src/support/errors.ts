@@ -37,6 +37,12 @@ export class WarrenError extends Error {
   }
 }
 
+/** The string `code` of an error, by shape: also a WarrenError of another copy of warren (an app loaded by the `warren` command), whose class is not this one. */
+export function errorCode(err: unknown): string | undefined {
+  const code = typeof err === 'object' && err !== null ? (err as { code?: unknown }).code : undefined;
+  return typeof code === 'string' ? code : undefined;
+}
+
 /** An option passed to warren is wrong. `problems` lists every one of them, not only the first. */
 export class ConfigError extends WarrenError {
   readonly problems: readonly string[];
