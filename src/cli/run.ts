@@ -1,7 +1,6 @@
 import type { Server } from 'node:http';
 import type { Logger } from 'pino';
-import { collectDefaultMetrics, Registry } from 'prom-client';
-import { registerMetrics } from '../metrics/index.js';
+import type { WarrenMetrics } from '../metrics/index.js';
 import { redactUrl, type App, type Consumer, type Warren } from '../index.js';
 import { logLevel, makeLogger } from './arguments.js';
 import { appArgument, loadApp } from './load-app.js';
@@ -54,12 +53,15 @@ export async function run(appPath: string | undefined, flags: RunFlags): Promise
   let phase: 'starting' | 'running' | 'stopping' = 'starting';
   const state = (): Readiness => (phase !== 'running' || started.warren === undefined ? { ready: false, reasons: [phase] } : readiness(started.warren.health()));
   let probes: Server | undefined;
-  // Counting starts before connecting, so the first connection's events are in the metrics too.
-  const registry = flags.metricsPort !== undefined ? new Registry() : undefined;
-  const metrics = registry !== undefined ? registerMetrics(registry) : undefined;
-  if (registry !== undefined) collectDefaultMetrics({ register: registry });
+  let metrics: WarrenMetrics | undefined;
   if (flags.metricsPort !== undefined) {
-    const scrape = async (): Promise<{ contentType: string; body: string }> => ({ contentType: registry?.contentType ?? 'text/plain', body: (await registry?.metrics()) ?? '' });
+    // Loaded here only: without --metrics-port (and in every other command) prom-client is not.
+    const [{ collectDefaultMetrics, Registry }, { registerMetrics }] = await Promise.all([import('prom-client'), import('../metrics/index.js')]);
+    const registry = new Registry();
+    collectDefaultMetrics({ register: registry });
+    // Counting starts before connecting, so the first connection's events are in the metrics too.
+    metrics = registerMetrics(registry);
+    const scrape = async (): Promise<{ contentType: string; body: string }> => ({ contentType: registry.contentType, body: await registry.metrics() });
     probes = await serveProbes(flags.metricsPort, flags.metricsHost, state, scrape).catch((err: unknown) => {
       throw new UsageError(`--metrics-port ${flags.metricsPort}: cannot listen (${err instanceof Error ? err.message : String(err)})`);
     });

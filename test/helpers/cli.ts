@@ -35,10 +35,10 @@ export function fixtureNames(prefix: string): string {
   return name;
 }
 
-/** Runs `warren …args` to the end (killed after `timeoutMs`). */
-export function warren(args: string[], env: NodeJS.ProcessEnv, options: { input?: string; timeoutMs?: number } = {}): Promise<CliResult> {
+/** Runs `command …args` in the repository root to the end (killed after `timeoutMs`), with `input` on stdin. */
+export function runCommand(command: string, args: string[], env: NodeJS.ProcessEnv, options: { input?: string; timeoutMs?: number } = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [bin, ...args], { cwd: root, env, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(command, args, { cwd: root, env, stdio: ['pipe', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -54,6 +54,11 @@ export function warren(args: string[], env: NodeJS.ProcessEnv, options: { input?
       resolve({ code, stdout, stderr });
     });
   });
+}
+
+/** Runs `warren …args` (the built binary) to the end. */
+export function warren(args: string[], env: NodeJS.ProcessEnv, options: { input?: string; timeoutMs?: number } = {}): Promise<CliResult> {
+  return runCommand(process.execPath, [bin, ...args], env, options);
 }
 
 /** A long-running `warren …args` (e.g. `run`), with its output and JSON log records as they come. */

@@ -5,6 +5,7 @@ import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { brokerUrls } from '../helpers/broker.js';
+import { runCommand, type CliResult } from '../helpers/cli.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 // `npx` dies of a signal itself rather than waiting for the script, so the signal test runs tsx directly.
@@ -17,34 +18,13 @@ function exampleEnv(logLevel?: string): NodeJS.ProcessEnv {
   return env;
 }
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
 /** Runs `command args` in the repository root; resolves when it exits, or kills it after `timeoutMs`. */
-function run(command: string, args: string[], env: NodeJS.ProcessEnv, timeoutMs = 45_000): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.once('error', (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
-    child.once('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
+function run(command: string, args: string[], env: NodeJS.ProcessEnv, timeoutMs = 45_000): Promise<CliResult> {
+  return runCommand(command, args, env, { timeoutMs });
 }
 
 /** The exit code, with the output when it is not 0, so a failure shows what the script said. */
-function exit(r: Run): { code: number | null; output?: string } {
+function exit(r: CliResult): { code: number | null; output?: string } {
   return r.code === 0 ? { code: 0 } : { code: r.code, output: r.stdout + r.stderr };
 }
 
