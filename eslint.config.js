@@ -7,7 +7,7 @@ import tseslint from 'typescript-eslint';
  * src/'s folders are layers; imports point down only. Bottom to top; folders on one line are
  * siblings that must not import each other (publish/ never imports consume/, and so on).
  */
-const LAYERS = [['support'], ['instrument'], ['amqp'], ['define'], ['topology', 'dead-letter'], ['publish', 'consume'], ['client'], ['metrics', 'otel'], ['cli']];
+const LAYERS = [['support'], ['instrument'], ['amqp'], ['memory'], ['define'], ['topology', 'dead-letter'], ['publish', 'consume'], ['client'], ['metrics', 'otel', 'testing'], ['cli']];
 
 const AMQPLIB_ONLY_IN_AMQP = {
   name: 'amqplib',

@@ -86,6 +86,8 @@ export {
   DecodeError,
   MessageTooLargeError,
   NonRetryableError,
+  NotModelledError,
+  NotSettledError,
   PublishBufferFullError,
   PublishError,
   PublishNackedError,

@@ -150,6 +150,11 @@ export interface Returned {
 
 /** One AMQP channel. Operations the broker refuses reject, and the channel then closes. */
 export interface Channel extends Emits<ChannelEvents> {
+  /**
+   * False when no delivery can follow a cancel's reply (the in-memory transport), so a stopping
+   * consumer need not wait for late ones. RabbitMQ's quorum queues may send some: left undefined.
+   */
+  readonly lateDeliveries?: boolean;
   assertExchange(name: string, type: string, options: ExchangeOptions): Promise<void>;
   assertQueue(name: string, options: QueueOptions): Promise<QueueInfo>;
   /** Rejects (404, closing the channel) when the queue does not exist. */

@@ -47,8 +47,11 @@ export const optionsSchema = z.strictObject({
 });
 
 export interface ConnectOptions {
-  /** One or more broker URLs (a cluster's nodes), tried in turn. Credentials go in the URL. */
-  urls: string[];
+  /**
+   * One or more broker URLs (a cluster's nodes), tried in turn. Credentials go in the URL.
+   * Required, but with the in-memory transport (`warren/testing`'s `memory()`), which has none.
+   */
+  urls?: string[];
   /** Names this service's connections in the management UI (`<name>:publish`, `<name>:consume`) and is sent as app-id. Default 'warren'. */
   name?: string;
   /** Exchanges, queues and bindings asserted on every (re)connect. */

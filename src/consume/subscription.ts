@@ -383,7 +383,7 @@ export class Subscription implements ConsumerHandle {
       // deliveries to the cancelled consumer, and those must arrive while we still listen.
       if ((this.#acker?.flush() ?? 0) > 0) acksSentAt = Date.now();
       const quietFor = Date.now() - Math.max(cancelledAt, this.#lastDeliveryAt, acksSentAt);
-      if (ch === undefined || quietFor >= LATE_DELIVERY_QUIET_MS || Date.now() >= deadline) break;
+      if (ch === undefined || ch.lateDeliveries === false || quietFor >= LATE_DELIVERY_QUIET_MS || Date.now() >= deadline) break;
       await new Promise((r) => setTimeout(r, Math.min(LATE_DELIVERY_QUIET_MS - quietFor, deadline - Date.now())));
     }
     if (!finished) {

@@ -21,7 +21,9 @@ export type WarrenErrorCode =
   | 'DECODE_FAILED'
   | 'UNSUPPORTED_CONTENT_ENCODING'
   | 'NON_RETRYABLE'
-  | 'MANAGEMENT_FAILED';
+  | 'MANAGEMENT_FAILED'
+  | 'NOT_MODELLED'
+  | 'NOT_SETTLED';
 
 export interface WarrenErrorOptions {
   cause?: unknown;
@@ -319,5 +321,23 @@ export class ManagementError extends WarrenError {
   constructor(message: string, options: WarrenErrorOptions & { status?: number } = {}) {
     super('MANAGEMENT_FAILED', message, options);
     this.status = options.status;
+  }
+}
+
+/**
+ * The in-memory transport (`warren/testing`) was asked for something it does not model (a stream
+ * queue, a priority queue, an exchange plugin, …). It refuses rather than pretend: test that part
+ * against a real broker.
+ */
+export class NotModelledError extends WarrenError {
+  constructor(message: string) {
+    super('NOT_MODELLED', message);
+  }
+}
+
+/** A test waited for the in-memory broker to settle, and deliveries were still in flight when its time ran out. */
+export class NotSettledError extends WarrenError {
+  constructor(message: string) {
+    super('NOT_SETTLED', message);
   }
 }
