@@ -27,6 +27,25 @@ export default defineConfig({
       {
         extends: true,
         test: {
+          // The behaviour suite on the in-memory transport (warren/testing): no broker needed.
+          name: 'behaviour-memory',
+          include: ['test/behaviour/**/*.test.ts'],
+          env: { WARREN_BEHAVIOUR: 'memory' },
+        },
+      },
+      {
+        extends: true,
+        test: {
+          // The same files against the real broker: a difference between the two fails one of them.
+          name: 'behaviour-broker',
+          include: ['test/behaviour/**/*.test.ts'],
+          env: { WARREN_BEHAVIOUR: 'broker' },
+          globalSetup: ['test/setup/global-broker.ts'],
+        },
+      },
+      {
+        extends: true,
+        test: {
           // Metrics scraped by a real Prometheus (`npm run test:observability`; needs the
           // `prometheus` binary): not part of `npm test`, run by CI.
           name: 'observability',

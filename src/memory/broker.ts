@@ -542,21 +542,21 @@ export class MemoryBroker extends TypedEmitter<MemoryBrokerEvents> {
    * channel closes). Returns where it went and whether a queue refused it (overflow
    * reject-publish: the publisher's confirm is then a nack).
    */
-  publish(exchange: string, routingKey: string, body: Buffer, properties: Partial<PublishProperties>): { queues: string[]; refused: boolean; message: StoredMessage } {
+  publish(exchange: string, routingKey: string, body: Buffer, properties: Partial<PublishProperties>): { queues: string[]; routed: boolean; refused: boolean; message: StoredMessage } {
     const ex = exchange === '' ? undefined : this.#exchanges.get(exchange);
     if (exchange !== '' && ex === undefined) throw notFound('exchange', exchange);
     if (ex?.internal === true) throw new BrokerRefusal(403, 'ACCESS_REFUSED', `cannot publish to internal exchange '${exchange}' in vhost '/'`);
     const props = { ...properties };
     delete props.mandatory;
     const message: StoredMessage = { body: Buffer.from(body), properties: { ...props, headers: cloneTable(properties.headers ?? {}) }, exchange, routingKey };
-    const targets = ex === undefined ? this.#byName(routingKey) : this.#route(ex, routingKey, message.properties.headers, new Set());
+    const targets = ex === undefined ? this.#byName(routingKey) : [...this.#route(ex, routingKey, message.properties.headers, new Set())];
     let refused = false;
     const reached: string[] = [];
     for (const q of targets) {
       if (this.#enqueue(q, message)) reached.push(q.name);
       else refused = true;
     }
-    return { queues: reached, refused, message };
+    return { queues: reached, routed: targets.length > 0, refused, message };
   }
 
   /** Tells the testing kit what was published (after the confirm's fate is known). */

@@ -247,7 +247,8 @@ class MemoryChannel extends TypedEmitter<ChannelEvents> implements ConfirmChanne
         else throw err;
         return;
       }
-      const returned = properties.mandatory === true && result.queues.length === 0;
+      // A queue that refused it (reject-publish) still counts as a route: the publisher gets a nack, not a return.
+      const returned = properties.mandatory === true && !result.routed;
       this.#broker.later(() => {
         if (returned && !this.#closed) {
           this.emit('return', { messageId: properties.messageId, exchange, routingKey, replyCode: 312, replyText: 'NO_ROUTE' });

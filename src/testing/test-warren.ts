@@ -316,7 +316,12 @@ export async function createTestWarren(app: App, options: TestWarrenOptions = {}
     if (advanceTimers === undefined && choice instanceof ManualClock) advanceTimers = (ms) => choice.advance(ms);
   }
   const transport = memory(options.broker !== undefined ? { broker: options.broker } : { clock });
-  if (options.broker !== undefined) clock = options.broker.clock;
+  if (options.broker !== undefined) {
+    // A shared broker keeps its own clock.
+    const shared = options.broker.clock;
+    clock = shared;
+    advanceTimers = options.advanceTimers ?? (shared instanceof ManualClock ? (ms) => shared.advance(ms) : undefined);
+  }
   const warren = await connect({ ...app.connect, ...options.connect, transport, name: app.name, topology: app.topology, messages: app.messages });
   const t = new TestWarren(app, warren, transport, clock, advanceTimers, settleTimeoutMs);
   try {
