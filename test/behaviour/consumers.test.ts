@@ -241,4 +241,22 @@ describe(`consumers (${side})`, () => {
     });
     await expect(h.start({ topology: changed, messages: [message] })).rejects.toMatchObject({ code: 'TOPOLOGY_MISMATCH' });
   });
+
+  it('a quorum queue with a delivery limit dead-letters a message requeued past it, reason delivery_limit', async () => {
+    const { dlq, topology, message } = setup({ type: 'quorum', deliveryLimit: 2, deadLetter: true });
+    const c = consumer(topology.queues.find((q) => q.deadLetterOf === undefined)?.name ?? '', message, {
+      name: 'limited',
+      onError: 'requeue',
+      handle: () => {
+        throw new Error('never works');
+      },
+    });
+    const w = await h.start({ topology, messages: [message], consumers: [c] });
+    await w.publish(message, { id: 'a' });
+    await h.until(async () => (await h.count(dlq)) === 1 && h.deliveries.length === 3, 'the message is dead-lettered after its limit');
+    // The first delivery and two redeliveries, then the broker gives up on it.
+    expect(h.deliveries.map((d) => d.action)).toEqual(['requeue', 'requeue', 'requeue']);
+    const [dead] = await h.messages(dlq);
+    expect(dead?.headers['x-first-death-reason']).toBe('delivery_limit');
+  });
 });

@@ -37,6 +37,8 @@ export interface Harness {
   messages(queue: string): Promise<QueuedMessage[]>;
   /** Publishes a raw message (any body and headers) to an exchange, as another service would. */
   sendRaw(exchange: string, routingKey: string, body: string, properties?: { headers?: Record<string, unknown>; messageId?: string; expiration?: string; contentType?: string }): Promise<void>;
+  /** Binds exchange `destination` to `source` (exchange.bind): warren's topology has no such binding, so the test makes it. */
+  bindExchange(destination: string, source: string, routingKey: string): Promise<void>;
   /** Closes every connection of the started clients from the broker's side; they reconnect. */
   dropConnections(): Promise<void>;
   close(): Promise<void>;
@@ -75,7 +77,10 @@ function memoryHarness(): Harness {
   return {
     side: 'memory',
     name: (prefix) => `${prefix}.${++n}`,
-    deliveries,
+    get deliveries() {
+      pull();
+      return deliveries;
+    },
     async start({ topology, messages = [], consumers = [], connect: options }) {
       const app = defineApp({ name: `behaviour-${clients.length + 1}`, topology, messages, consumers, ...(options !== undefined ? { connect: options } : {}) });
       const t = await createTestWarren(app, broker !== undefined ? { broker } : {});
@@ -103,6 +108,10 @@ function memoryHarness(): Harness {
     messages: (queue) => Promise.resolve((need().queue(queue)?.messages ?? []).map((m) => ({ body: parse(m.body), headers: { ...m.headers }, redelivered: m.redelivered }))),
     sendRaw(exchange, routingKey, body, properties = {}) {
       need().send(exchange, routingKey, body, properties);
+      return Promise.resolve();
+    },
+    bindExchange(destination, source, routingKey) {
+      need().bindExchange(destination, source, routingKey);
       return Promise.resolve();
     },
     dropConnections() {
@@ -182,6 +191,11 @@ function brokerHarness(): Harness {
         ch.publish(exchange, routingKey, Buffer.from(body), properties);
         await ch.waitForConfirms();
         await ch.close();
+      });
+    },
+    async bindExchange(destination, source, routingKey) {
+      await withChannel(url, async (ch) => {
+        await ch.bindExchange(destination, source, routingKey);
       });
     },
     async dropConnections() {

@@ -73,4 +73,16 @@ describe(`queues (${side})`, () => {
     expect(m?.body).toBe('plain text');
     expect(m?.headers).toMatchObject({ 'x-custom': 'yes', nested: { a: 1, list: [1, 'two'] } });
   });
+
+  it('overflow reject-publish-dlx refuses the message and dead-letters it', async () => {
+    const { queue, dlq, topology, message } = queueWith({ maxLength: 1, overflow: 'reject-publish-dlx', deadLetter: true });
+    const w = await h.start({ topology, messages: [message] });
+    await w.publish(message, { n: 1 });
+    await expect(w.publish(message, { n: 2 })).rejects.toMatchObject({ code: 'PUBLISH_NACKED' });
+    expect((await h.messages(queue)).map((m) => m.body)).toEqual([{ n: 1 }]);
+    await h.until(async () => (await h.count(dlq)) === 1, 'the refused message is dead-lettered');
+    const [dead] = await h.messages(dlq);
+    expect(dead?.body).toEqual({ n: 2 });
+    expect(dead?.headers['x-first-death-reason']).toBe('maxlen');
+  });
 });

@@ -95,4 +95,21 @@ describe(`routing (${side})`, () => {
     expect((await h.messages(lost)).map((m) => m.body)).toEqual([{ n: 2 }]);
     await expect(w.publish(viaBare, { n: 3 })).rejects.toMatchObject({ code: 'UNROUTABLE' });
   });
+
+  it('an exchange bound to an exchange passes on what its binding matches', async () => {
+    const upstream = h.name('ex-up');
+    const downstream = h.name('ex-down');
+    const queue = h.name('q');
+    const topology = defineTopology({
+      exchanges: { [upstream]: { type: 'topic' }, [downstream]: { type: 'direct' } },
+      queues: { [queue]: { bindings: [{ exchange: downstream, routingKey: 'eu.order' }] } },
+    });
+    const message = defineMessage({ name: 'up', exchange: upstream, routingKey: 'eu.order', schema: Note });
+    const w = await h.start({ topology, messages: [message] });
+    await h.bindExchange(downstream, upstream, 'eu.*');
+    await w.publish(message, { n: 1 });
+    await w.publish(message, { n: 2 }, { routingKey: 'eu.refund', mandatory: false });
+    await w.publish(message, { n: 3 }, { routingKey: 'us.order', mandatory: false });
+    expect((await h.messages(queue)).map((m) => m.body)).toEqual([{ n: 1 }]);
+  });
 });
