@@ -3,7 +3,7 @@ import { amqpCode, brokerText, ReplyCode, replyCodeName } from '../amqp/reply-co
 import type { Channel, Link } from '../amqp/transport.js';
 import { DLQ_DELIVERY_LIMIT, type Topology } from '../define/topology.js';
 import type { Logger } from '../support/logger.js';
-import { TopologyError, TopologyMismatchError, type Mismatch } from '../support/errors.js';
+import { TopologyError, TopologyMismatchError, WarrenError, type Mismatch } from '../support/errors.js';
 import { differenceFromText, diff, exchangeShape, queueShape } from './diff.js';
 import type { ManagementClient } from './management.js';
 import { describeStep, planQueue, planTopology, waitQueueArguments, type Step } from './plan.js';
@@ -98,7 +98,9 @@ async function runStep(ch: Channel, step: Step): Promise<void> {
 }
 
 /** A mismatch, explained with the management API's view when there is one; or the TopologyError for any other refusal. */
-async function explain(err: unknown, step: Step, target: DeclareTarget): Promise<Mismatch | TopologyError> {
+async function explain(err: unknown, step: Step, target: DeclareTarget): Promise<Mismatch | Error> {
+  // The transport's own refusal (the in-memory broker's NOT_MODELLED) already says what to do.
+  if (err instanceof WarrenError) return err;
   const code = amqpCode(err);
   const text = brokerText(err);
   if (code === ReplyCode.PRECONDITION_FAILED && step.kind !== 'binding') {
