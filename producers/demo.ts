@@ -2,12 +2,14 @@
 // prints what became of each. The consumers are those `docker compose up -d` runs (`warren run
 // consumers/app.ts`); when no consumer is attached to the shop's queues, the demo runs them itself.
 // Usage: npm run demo   (with a broker from `docker compose up -d`, or AMQP_URL set)
+//        npm run demo -- --in-memory   (no broker: the same code on warren/testing's in-memory one)
 import { randomUUID } from 'node:crypto';
 import { pino } from 'pino';
 import { connect, WarrenError, type DeadLetter, type Warren } from '../src/index.js';
 import app from '../consumers/app.js';
 import { charged, refused } from '../consumers/billing.js';
 import { shipped, unshippable } from '../consumers/shipping.js';
+import { memory } from '../src/testing/index.js';
 import { amqpUrl, managementUrl, OrderPlaced } from './contracts.js';
 import { exampleOrder } from './place-orders.js';
 
@@ -33,8 +35,10 @@ async function deadLettersOfThisRun(warren: Warren, queue: string): Promise<Dead
   return warren.peekDeadLetters(queue, { limit: ORDERS, filter: (d) => ours([orderIdOf(d.body)]).length > 0 });
 }
 
-console.log(`warren demo (run ${run}) against ${amqpUrl.replace(/\/\/[^@/]*@/, '//')}`);
-const warren = await connect({ urls: [amqpUrl], topology: app.topology, messages: app.messages, logger, managementUrl, name: 'warren-demo' });
+const inMemory = process.argv.includes('--in-memory');
+console.log(inMemory ? `warren demo (run ${run}) on an in-memory broker (warren/testing): no RabbitMQ needed` : `warren demo (run ${run}) against ${amqpUrl.replace(/\/\/[^@/]*@/, '//')}`);
+const where = inMemory ? { transport: memory() } : { urls: [amqpUrl], managementUrl };
+const warren = await connect({ ...where, topology: app.topology, messages: app.messages, logger, name: 'warren-demo' });
 const elsewhere = await consumersElsewhere(warren);
 if (elsewhere > 0) {
   console.log(`the shop's queues have ${elsewhere} consumers already (docker compose's \`consumers\` service, or \`npm run warren -- run consumers/app.ts\`): they handle the orders`);
@@ -89,9 +93,13 @@ for (const [consumer, queue] of [['billing', 'billing.orders'], ['shipping', 'sh
 // What an operator sees when looking into the dead-letter queue (this run's letters only).
 for (const d of letters['billing.orders']) console.log(`billing.orders.dlq: ${orderIdOf(d.body)} — ${d.reason}: ${d.errorMessage} (attempts: ${d.attempts})`);
 console.log('');
-console.log(`Open ${managementUrl.replace(/\/\/[^@/]*@/, '//')} (guest/guest): Queues shows billing.orders, shipping.orders and their .dlq queues;`);
-console.log(`Connections shows warren-demo:publish${elsewhere === 0 ? ' and warren-demo:consume' : ', and shop:publish and shop:consume (the consumers service)'}.`);
-console.log('Then try: npm run warren -- inspect   ·   npm run warren -- dlq peek billing.orders');
+if (inMemory) {
+  console.log('That ran on an in-memory broker. Against RabbitMQ: docker compose up -d, then npm run demo.');
+} else {
+  console.log(`Open ${managementUrl.replace(/\/\/[^@/]*@/, '//')} (guest/guest): Queues shows billing.orders, shipping.orders and their .dlq queues;`);
+  console.log(`Connections shows warren-demo:publish${elsewhere === 0 ? ' and warren-demo:consume' : ', and shop:publish and shop:consume (the consumers service)'}.`);
+  console.log('Then try: npm run warren -- inspect   ·   npm run warren -- dlq peek billing.orders');
+}
 await warren.close();
 if (!complete) {
   console.error(

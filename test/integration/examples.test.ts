@@ -53,6 +53,16 @@ describe('examples', () => {
     expect(r.stdout).not.toMatch(/^unexpected/m);
   }, 60_000);
 
+  it('npm run demo -- --in-memory: the same run with no broker at all (AMQP_URL pointing nowhere)', async () => {
+    const r = await run('npx', ['tsx', 'producers/demo.ts', '--in-memory'], { ...exampleEnv(), AMQP_URL: 'amqp://guest:guest@127.0.0.1:1' });
+    expect(exit(r)).toEqual({ code: 0 });
+    expect(r.stdout).toMatch(/on an in-memory broker/);
+    expect(r.stdout.split('\n')).toContain('published 20 orders; the broker confirmed every one');
+    expect(r.stdout).toMatch(/^billing +19 +1 \(billing\.orders\.dlq: demo-[0-9a-f]{8}-5\)$/m);
+    expect(r.stdout).toMatch(/^shipping +19 +1 \(shipping\.orders\.dlq: demo-[0-9a-f]{8}-10\)$/m);
+    expect(r.stdout).toMatch(/^billing\.orders\.dlq: demo-[0-9a-f]{8}-5 — non-retryable: /m);
+  }, 60_000);
+
   it('npm run demo beside running consumers (as docker compose runs them): it only publishes, and reads the outcome from the dead-letter queues', async () => {
     expect.hasAssertions();
     const consumers = spawn(tsx, ['src/cli/main.ts', 'run', 'consumers/app.ts'], { cwd: root, env: exampleEnv('info'), stdio: ['ignore', 'pipe', 'pipe'] });
