@@ -3,6 +3,8 @@ export { connect, Warren } from './client/warren.js';
 export type { ConnectOptions, ConnectionHealth, Health, WarrenEvents } from './client/warren.js';
 export { defineApp, diffApp, isApp, planApp } from './client/app.js';
 export type { App, AppConnectOptions, AppDefinition, DiffOptions, PlannedEntity } from './client/app.js';
+export { asyncApiDocument } from './client/asyncapi.js';
+export type { AsyncApiChannel, AsyncApiDocument, AsyncApiMessage, AsyncApiOperation, AsyncApiOptions, AsyncApiServer } from './client/asyncapi.js';
 export type { DriftEntity, TopologyDrift } from './topology/drift.js';
 export { inspectBroker } from './client/inspect.js';
 export type { BrokerSnapshot, ConnectionSnapshot, InspectOptions, QueueSnapshot } from './client/inspect.js';

@@ -4,6 +4,7 @@ import { Command, CommanderError } from 'commander';
 import { version } from '../index.js';
 import { positiveInt, positiveNumber } from './arguments.js';
 import * as dlq from './dlq.js';
+import { docs } from './docs.js';
 import { codeOf, Exit, ExitCode, UsageError } from './exit.js';
 import { inspect } from './inspect.js';
 import { publish } from './publish.js';
@@ -37,7 +38,7 @@ const program = new Command('warren')
   .description("Run, publish to, inspect and repair a warren app's RabbitMQ messaging.")
   .version(version, '-v, --version')
   .showHelpAfterError('(add --help for options and examples)')
-  .addHelpText('after', examples('warren run ./app.ts --metrics-port 9464', "warren publish order.placed --app ./app.ts --data '{\"orderId\":\"o-1\"}'", 'warren topology diff ./app.ts', 'warren inspect --watch', 'warren dlq peek billing.orders') + EXIT_CODES)
+  .addHelpText('after', examples('warren run ./app.ts --metrics-port 9464', "warren publish order.placed --app ./app.ts --data '{\"orderId\":\"o-1\"}'", 'warren topology diff ./app.ts', 'warren inspect --watch', 'warren dlq peek billing.orders', 'warren docs ./app.ts > asyncapi.yaml') + EXIT_CODES)
   .exitOverride();
 
 connectionOptions(
@@ -126,6 +127,19 @@ for (const [name, [description, fn]] of Object.entries(dlqActions)) {
   if (name !== 'peek') dlqCmd.commands.at(-1)?.option('-y, --yes', 'do not ask (needed when stdin is not a terminal)');
   dlqCmd.commands.at(-1)?.action(fn);
 }
+
+program
+  .command('docs')
+  .description("Write the app's AsyncAPI 3.0 document: its exchanges and queues (dead-letter and retry wait queues too), what it publishes and consumes, payloads as JSON Schema (no broker needed)")
+  .argument('[app]', 'the app module')
+  .option('--app <module>', 'the app module, instead of the argument')
+  .option('--json', 'write JSON instead of YAML')
+  .option('-o, --output <file>', 'write it to this file instead of stdout')
+  .option('--server <amqp-urls>', "the brokers to document, comma-separated (default: the app's connect.urls, else localhost:5672); never a password")
+  .option('--title <title>', "info.title (default: the app's name)")
+  .option('--api-version <version>', 'info.version, the version of the app\'s messaging API (default 1.0.0)')
+  .addHelpText('after', examples('warren docs ./app.ts > asyncapi.yaml', 'warren docs ./app.ts --json -o asyncapi.json', 'warren docs ./app.ts --server amqps://rabbit.internal:5671/shop --api-version 2.1.0'))
+  .action(docs);
 
 async function main(): Promise<number> {
   try {

@@ -1,8 +1,11 @@
-// `warren publish`, `topology`, `inspect` and `dlq` as subprocesses of the built binary, against the broker.
+// `warren publish`, `topology`, `inspect`, `dlq` and `docs` as subprocesses of the built binary, against the broker.
 import { randomBytes } from 'node:crypto';
-import { afterEach, describe, expect, it } from 'vitest';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it, onTestFinished } from 'vitest';
 import { brokerUrls, cleanupTracked, management, queueCounts, sendRaw, waitFor, withRawChannel } from '../helpers/broker.js';
-import { cliEnv, cliName, fixtureApp, fixtureNames, killStragglers, startWarren, warren } from '../helpers/cli.js';
+import { cliEnv, cliName, fixtureApp, fixtureNames, killStragglers, root, startWarren, warren } from '../helpers/cli.js';
 
 afterEach(async () => {
   killStragglers();
@@ -207,6 +210,40 @@ describe('warren dlq', () => {
     const missing = await warren(['dlq', 'peek', `${name}.nothing`], env);
     expect(missing.code).toBe(1);
     expect(missing.stderr).toContain(`[TOPOLOGY_FAILED]: There is no queue '${name}.nothing.dlq' on this vhost`);
+  });
+});
+
+describe('warren docs', () => {
+  it('prints the example app\'s AsyncAPI YAML: the committed docs/asyncapi.yaml; no broker is touched (AMQP_URL is not documented)', async () => {
+    expect.hasAssertions();
+    const r = await warren(['docs', 'consumers/app.ts'], cliEnv(cliName('docs'), { AMQP_URL: 'amqp://someone:n0t-documented@elsewhere:5672' }));
+    expect(r, r.stderr).toMatchObject({ code: 0, stderr: '' });
+    expect(r.stdout).toBe(readFileSync(join(root, 'docs/asyncapi.yaml'), 'utf8'));
+  });
+
+  it('--json -o <file> writes JSON and says what it wrote; --server documents the brokers given, without their passwords', async () => {
+    expect.hasAssertions();
+    const dir = mkdtempSync(join(tmpdir(), 'warren-docs-'));
+    onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
+    const file = join(dir, 'inventory.json');
+    const r = await warren(['docs', '--app', 'test/fixtures/asyncapi-app.ts', '--json', '-o', file, '--server', 'amqps://ops:hunter2-Secret@rabbit.prod:5671/inv'], cliEnv(cliName('docs')));
+    expect(r, r.stderr).toMatchObject({ code: 0 });
+    const doc = JSON.parse(readFileSync(file, 'utf8'));
+    expect(doc).toMatchObject({ asyncapi: '3.0.0', servers: { 'rabbit.prod': { host: 'rabbit.prod:5671', protocol: 'amqps', pathname: '/inv' } } });
+    const [channels, operations, messages] = [doc.channels, doc.operations, doc.components.messages].map((o) => Object.keys(o).length);
+    expect(r.stdout).toBe(`wrote the AsyncAPI 3.0.0 document of app 'inventory' to ${file}: ${channels} channels, ${operations} operations, ${messages} messages\n`);
+    expect(readFileSync(file, 'utf8')).not.toMatch(/hunter2|s3cret/);
+  });
+
+  it('a --server that is not an AMQP URL, or no app: exit 2', async () => {
+    expect.hasAssertions();
+    const bad = await warren(['docs', 'consumers/app.ts', '--server', 'http://ops:hunter2-Secret@rabbit'], cliEnv(cliName('docs')));
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain("servers.0: 'http://ops:***@rabbit/' is not an amqp:// or amqps:// URL");
+    expect(bad.stderr).not.toContain('hunter2');
+    const none = await warren(['docs'], cliEnv(cliName('docs')));
+    expect(none.code).toBe(2);
+    expect(none.stderr).toContain('give the app module');
   });
 });
 
