@@ -111,20 +111,7 @@ export class TestWarren {
       end: (t: ConsumeTrace) => {
         if (!mine(t)) return;
         this.#inFlight--;
-        this.#records.push({
-          consumer: t.consumer,
-          queue: t.queue,
-          contract: t.contract,
-          messageId: t.messageId,
-          attempt: t.attempt,
-          redelivered: t.redelivered,
-          headers: t.headers,
-          outcome: t.outcome ?? 'failed',
-          action: t.action ?? 'none',
-          reason: t.reason,
-          delayMs: t.delayMs,
-          error: t.error,
-        });
+        this.#records.push(deliveryRecord(t));
       },
     };
     const publish = {
@@ -338,6 +325,24 @@ export async function createTestWarren(app: App, options: TestWarrenOptions = {}
     throw err;
   }
   return t;
+}
+
+/** A delivery's record, from its `warren:consume` end. */
+export function deliveryRecord(t: ConsumeTrace): DeliveryRecord {
+  return {
+    consumer: t.consumer,
+    queue: t.queue,
+    contract: t.contract,
+    messageId: t.messageId,
+    attempt: t.attempt,
+    redelivered: t.redelivered,
+    headers: t.headers,
+    outcome: t.outcome ?? 'failed',
+    action: t.action ?? 'none',
+    reason: t.reason,
+    delayMs: t.delayMs,
+    error: t.error,
+  };
 }
 
 function realNow(): number {

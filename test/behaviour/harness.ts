@@ -7,6 +7,7 @@ import amqp from 'amqplib';
 import { setImmediate as nextTurn, setTimeout as realSleep } from 'node:timers/promises';
 import { connect, defineApp, WarrenChannel, type ConnectOptions, type Consumer, type ConsumeTrace, type MessageContract, type Topology, type Warren } from '../../src/index.js';
 import { createTestWarren, type DeliveryRecord, type MemoryBroker, type TestWarren } from '../../src/testing/index.js';
+import { deliveryRecord } from '../../src/testing/test-warren.js';
 import diagnostics from 'node:diagnostics_channel';
 import { brokerUrls, management, uniqueName } from '../helpers/broker.js';
 
@@ -132,20 +133,7 @@ function brokerHarness(): Harness {
   const onEnd = (message: unknown): void => {
     const t = message as ConsumeTrace;
     if (!names.has(t.client)) return;
-    deliveries.push({
-      consumer: t.consumer,
-      queue: t.queue,
-      contract: t.contract,
-      messageId: t.messageId,
-      attempt: t.attempt,
-      redelivered: t.redelivered,
-      headers: t.headers,
-      outcome: t.outcome ?? 'failed',
-      action: t.action ?? 'none',
-      reason: t.reason,
-      delayMs: t.delayMs,
-      error: t.error,
-    });
+    deliveries.push(deliveryRecord(t));
   };
   const endChannel = diagnostics.channel(`tracing:${WarrenChannel.consume}:end`);
   endChannel.subscribe(onEnd);
