@@ -290,13 +290,13 @@ export class MemoryBroker extends TypedEmitter<MemoryBrokerEvents> {
    * Messages waiting for their TTL (retry wait queues) do not count: only time moves them.
    */
   busy(): string | undefined {
-    if (this.#tasks.length > 0 || this.#dirty.size > 0) return 'deliveries and confirms on their way to clients';
-    if (this.#blocked !== undefined && this.#held.length > 0) return `${this.#held.length} publish(es) held while the broker is blocked (${this.#blocked})`;
     const pending: string[] = [];
+    if (this.#blocked !== undefined && this.#held.length > 0) pending.push(`${this.#held.length} publish(es) held while the broker is blocked (${this.#blocked})`);
     for (const q of this.#queues.values()) {
       if (q.unacked > 0) pending.push(`${q.unacked} unacked on '${q.name}'`);
       else if (q.ready.length > 0 && q.subscribers.some((s) => s.prefetch === 0 || s.unacked < s.prefetch)) pending.push(`${q.ready.length} ready on '${q.name}'`);
     }
+    if (pending.length === 0 && (this.#tasks.length > 0 || this.#dirty.size > 0)) pending.push('deliveries and confirms on their way to clients');
     return pending.length > 0 ? pending.join(', ') : undefined;
   }
 
@@ -739,10 +739,15 @@ export class MemoryBroker extends TypedEmitter<MemoryBrokerEvents> {
     this.emit('activity');
   }
 
-  /** Hands ready messages to consumers with room, round-robin. */
+  /**
+   * Hands ready messages to consumers with room, round-robin. The deliveries are made after the
+   * choosing: a consumer may settle one synchronously (requeue it), and a message given back must
+   * wait for the next turn, as it would over a socket, not come round again in this loop.
+   */
   #dispatch(q: MemoryQueue): void {
     if (this.#queues.get(q.name) !== q) return;
     this.#expire(q);
+    const out: [Subscriber, Inbound][] = [];
     while (q.ready.length > 0 && q.subscribers.length > 0) {
       let chosen: Subscriber | undefined;
       for (let i = 0; i < q.subscribers.length; i++) {
@@ -759,9 +764,10 @@ export class MemoryBroker extends TypedEmitter<MemoryBrokerEvents> {
       q.unacked++;
       chosen.unacked++;
       const tag = chosen.owner.track(q, qm, chosen);
-      chosen.deliver(toInbound(qm, tag, q.type));
+      out.push([chosen, toInbound(qm, tag, q.type)]);
     }
     this.#retime(q);
+    for (const [sub, message] of out) sub.deliver(message);
   }
 }
 
@@ -822,7 +828,8 @@ function withDeath(msg: StoredMessage, queue: string, reason: string, now: numbe
   const headers = cloneTable(msg.properties.headers);
   const deaths = Array.isArray(headers['x-death']) ? (headers['x-death'] as Record<string, unknown>[]) : [];
   const i = deaths.findIndex((d) => d.queue === queue && d.reason === reason);
-  const time = Math.floor(now / 1000);
+  // As amqplib decodes an AMQP timestamp field: seconds, tagged.
+  const time = { '!': 'timestamp', value: Math.floor(now / 1000) };
   const entry = i >= 0 ? deaths.splice(i, 1)[0] : undefined;
   const count = typeof entry?.count === 'number' ? entry.count + 1 : 1;
   deaths.unshift({ count, reason, queue, time, exchange: msg.exchange, 'routing-keys': [msg.routingKey] });

@@ -1,5 +1,7 @@
 import { defineApp } from '../client/app.js';
-import type { AckMode, Consumer } from '../define/consumer.js';
+import { effectiveRetry, type AckMode, type Consumer } from '../define/consumer.js';
+import type { Duration } from '../define/duration.js';
+import { retryPolicySchema } from '../define/retry-policy.js';
 import type { MessageContract, PayloadInput } from '../define/message.js';
 import { defineTopology, type Topology } from '../define/topology.js';
 import { Header } from '../dead-letter/headers.js';
@@ -37,6 +39,8 @@ export interface RunHandlerOptions {
   topology?: Topology;
   /** The client's default retry policy (connect()'s `retry`), for a consumer without its own. */
   retry?: RetryPolicyInput;
+  /** How long (real time) to wait for the delivery to settle before failing with NOT_SETTLED. Default '5s'. */
+  settleTimeout?: Duration;
 }
 
 /** What the rule did with one delivery. */
@@ -75,7 +79,13 @@ export async function runHandler<M extends MessageContract, A extends AckMode>(
     throw new ConfigError('runHandler() options', [`topology: does not declare the consumer's queue '${consumer.queue}'`]);
   }
   const app = defineApp({ name: `test-${consumer.name}`, topology, consumers: [consumer], ...(options.retry !== undefined ? { connect: { retry: options.retry } } : {}) });
-  const t = await createTestWarren(app);
+  const maxAttempts = effectiveRetry(consumer, options.retry !== undefined ? retryPolicySchema.parse(options.retry) : undefined)?.maxAttempts ?? 1;
+  if (options.attempt !== undefined && !(Number.isInteger(options.attempt) && options.attempt >= 1 && options.attempt <= maxAttempts)) {
+    throw new ConfigError('runHandler() options', [
+      `attempt: ${String(options.attempt)} is not an attempt of '${consumer.name}' (a whole number from 1 to ${maxAttempts}, its retry policy's maxAttempts); warren would treat a delivery claiming it as attempt 1`,
+    ]);
+  }
+  const t = await createTestWarren(app, options.settleTimeout !== undefined ? { settleTimeout: options.settleTimeout } : {});
   try {
     const attemptHeader = options.attempt !== undefined && options.attempt > 1 ? { [Header.attempt]: options.attempt } : {};
     let records;

@@ -43,7 +43,7 @@ export interface DeadLetterRecord {
   readonly payload: unknown;
   readonly body: Buffer;
   readonly headers: Readonly<Record<string, unknown>>;
-  /** `x-warren-reason`: invalid, non-retryable, retries-exhausted, handler-failed, retry-failed, or a handler's own words. Undefined when the broker dead-lettered it (ctx.reject(), TTL, length). */
+  /** `x-warren-reason`: invalid, non-retryable, retries-exhausted, handler-failed, retry-failed, or the handler's own words from ctx.deadLetter(text); or, when the broker dead-lettered it (ctx.reject(), TTL, length, delivery limit), its `x-death` reason: rejected, expired, maxlen, delivery_limit. As peekDeadLetters() reads it. */
   readonly reason: string | undefined;
   readonly errorCode: string | undefined;
   readonly errorMessage: string | undefined;
@@ -152,6 +152,7 @@ export class TestWarren {
    * retry wait queue is settled: `advance()` moves it on.
    */
   async publish<M extends MessageContract>(contract: M, payload: PayloadInput<M>, options?: PublishOptions): Promise<DeliveryRecord[]> {
+    refuseFakeImmediate();
     const from = this.#records.length;
     await this.warren.publish(contract, payload, options);
     await this.settle();
@@ -176,6 +177,7 @@ export class TestWarren {
    * never settles, a handler waiting on a faked timer, or a requeue loop.
    */
   async settle(): Promise<DeliveryRecord[]> {
+    refuseFakeImmediate();
     const from = this.#records.length;
     const deadline = realNow() + this.#settleTimeoutMs;
     let quiet = 0;
@@ -184,9 +186,7 @@ export class TestWarren {
       const busy = this.#busy();
       quiet = busy === undefined ? quiet + 1 : 0;
       if (busy !== undefined && realNow() > deadline) {
-        throw new NotSettledError(
-          `Not settled after ${this.#settleTimeoutMs} ms: ${busy}. A manual-ack handler that never settles, a handler waiting for a faked timer, or a requeue loop keeps it busy.`,
-        );
+        throw new NotSettledError(`Not settled after ${this.#settleTimeoutMs} ms: ${busy}.${loopOf(this.#records.slice(from))} ${NOT_SETTLED_CAUSES}`);
       }
     }
     return this.#records.slice(from);
@@ -236,13 +236,15 @@ export class TestWarren {
     if (view === undefined) throw new ConfigError('deadLetters()', [`queue '${dlq}' does not exist on this test broker; queues: ${this.broker.queueNames().join(', ')}`]);
     return view.messages.map((m) => {
       const h = m.headers;
+      const deaths = h['x-death'];
+      const death = Array.isArray(deaths) ? (deaths[0] as Record<string, unknown> | undefined) : undefined;
       return {
         queue: dlq,
         messageId: m.properties.messageId,
         payload: parseJson(m.body),
         body: m.body,
         headers: h,
-        reason: str(h[Header.reason]),
+        reason: str(h[Header.reason]) ?? str(death?.['reason']),
         errorCode: str(h[Header.errorCode]),
         errorMessage: str(h[Header.errorMessage]),
         attempts: num(h[Header.attempts]),
@@ -251,9 +253,10 @@ export class TestWarren {
     });
   }
 
-  /** Messages published to the broker (by any client of it, and by send()) since this client started; to one exchange when given ('' for the default exchange). */
-  published(exchange?: string): PublishedMessage[] {
-    return exchange === undefined ? [...this.#published] : this.#published.filter((m) => m.exchange === exchange);
+  /** Messages published to the broker (by any client of it, and by send()) since this client started, with `payload` (the body parsed as JSON, else undefined); to one exchange when given ('' for the default exchange). */
+  published(exchange?: string): (PublishedMessage & { readonly payload: unknown })[] {
+    const all = exchange === undefined ? this.#published : this.#published.filter((m) => m.exchange === exchange);
+    return all.map((m) => ({ ...m, payload: parseJson(m.body) }));
   }
 
   /** A queue's state on the test broker. */
@@ -287,6 +290,7 @@ export class TestWarren {
  * expect(delivery.action).toBe('ack');
  */
 export async function createTestWarren(app: App, options: TestWarrenOptions = {}): Promise<TestWarren> {
+  refuseFakeImmediate();
   const settleTimeoutMs = toMs(options.settleTimeout ?? '5s');
   if (settleTimeoutMs === undefined) throw new ConfigError('createTestWarren() options', [`settleTimeout: expected a duration such as '5s', got ${String(options.settleTimeout)}`]);
   let clock: Clock;
@@ -343,6 +347,36 @@ export function deliveryRecord(t: ConsumeTrace): DeliveryRecord {
     delayMs: t.delayMs,
     error: t.error,
   };
+}
+
+const NOT_SETTLED_CAUSES =
+  'Usual causes: a manual-ack handler that never settles; a handler awaiting a faked timer (move it with vi.advanceTimersByTimeAsync(), then settle()); a requeue loop (onError requeue on a handler that always throws).';
+
+/** When one message was handled many times while settling: say so (a requeue loop). */
+function loopOf(records: readonly DeliveryRecord[]): string {
+  const seen = new Map<string, { n: number; r: DeliveryRecord }>();
+  for (const r of records) {
+    if (r.messageId === undefined) continue;
+    const e = seen.get(r.messageId) ?? { n: 0, r };
+    e.n++;
+    seen.set(r.messageId, e);
+  }
+  const worst = [...seen.values()].sort((a, b) => b.n - a.n)[0];
+  if (worst === undefined || worst.n < 10) return '';
+  return ` Message ${worst.r.messageId} was delivered to '${worst.r.consumer}' ${worst.n} times meanwhile (last action: ${worst.r.action}): a requeue loop?`;
+}
+
+/**
+ * vitest's plain `vi.useFakeTimers()` (and sinon's) fakes the global setImmediate, which warren's
+ * publisher and acks wait on: everything would stop without a word. Say so instead.
+ */
+function refuseFakeImmediate(): void {
+  const current = globalThis.setImmediate as unknown as { clock?: unknown };
+  // @sinonjs/fake-timers (under vitest's and jest's fake timers) marks what it installs with its clock.
+  if ((current as unknown) === nextTurn || current.clock === undefined) return;
+  throw new ConfigError('warren/testing', [
+    "setImmediate is faked (vi.useFakeTimers() fakes it by default), and warren's publisher and acks wait on it: fake only the timers the kit can drive, vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'] }), or call vi.useRealTimers() first",
+  ]);
 }
 
 function realNow(): number {

@@ -43,5 +43,7 @@ export function differenceFromText(declared: ManagedEntity, text: string): Argum
   const argument = m[1];
   const flag = Object.entries(FLAG_NAMES).find(([k]) => k === argument);
   const declaredValue = flag !== undefined ? (declared as Record<string, unknown>)[argument] : declared.arguments?.[argument];
-  return [{ argument: flag?.[1] ?? argument, declared: declaredValue, actual: m[2] ?? 'unknown' }];
+  // RabbitMQ quotes a flag's value ('topic'): the quotes are its wording, not the value.
+  const actual = m[2] === undefined ? 'unknown' : m[2].replace(/^'(.*)'$/s, '$1');
+  return [{ argument: flag?.[1] ?? argument, declared: declaredValue, actual }];
 }

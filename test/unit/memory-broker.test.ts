@@ -187,3 +187,59 @@ describe('runHandler', () => {
     expect(await runHandler(billing, raw(Buffer.from([0xff, 0xfe]), {}, { contentType: 'application/json' }))).toMatchObject({ action: 'dead-letter', reason: 'invalid' });
   });
 });
+
+describe('what a new user tripped over', () => {
+  const stuckLoop = defineConsumer({
+    name: 'looper',
+    queue: 'work',
+    message: JobCreated,
+    onError: 'requeue',
+    handle: () => {
+      throw new Error('always');
+    },
+  });
+
+  it("plain vi.useFakeTimers() (setImmediate faked) is refused with what to fake instead, not a silent hang", async () => {
+    vi.useFakeTimers();
+    await expect(createTestWarren(defineApp({ name: 'faked', topology, messages: [JobCreated] }))).rejects.toMatchObject({
+      code: 'CONFIG_INVALID',
+      message: expect.stringContaining("toFake: ['setTimeout', 'clearTimeout', 'Date']"),
+    });
+  });
+
+  it('a requeue loop: NOT_SETTLED names the queue and how often the message came', async () => {
+    const t = await createTestWarren(defineApp({ name: 'loop', topology, messages: [JobCreated], consumers: [stuckLoop] }), { settleTimeout: '300ms' });
+    const failure = await t.publish(JobCreated, { id: 'a' }).catch((err: unknown) => err);
+    expect(failure).toMatchObject({ code: 'NOT_SETTLED' });
+    expect((failure as Error).message).toMatch(/on 'work'/);
+    expect((failure as Error).message).toMatch(/delivered to 'looper' \d+ times meanwhile \(last action: requeue\): a requeue loop\?/);
+    await t.close();
+  });
+
+  it('deadLetters() reads the broker reason from x-death, as peekDeadLetters() does', async () => {
+    const rejecter = defineConsumer({ name: 'rejecter', queue: 'work', message: JobCreated, ackMode: 'manual', handle: (_j, ctx) => ctx.reject() });
+    const t = await createTestWarren(defineApp({ name: 'rejects', topology, messages: [JobCreated], consumers: [rejecter] }));
+    await t.publish(JobCreated, { id: 'a' });
+    expect(t.deadLetters(rejecter).map((d) => d.reason)).toEqual(['rejected']);
+    expect((await t.warren.peekDeadLetters('work')).map((d) => d.reason)).toEqual(['rejected']);
+    expect(t.published('jobs').map((m) => m.payload)).toEqual([{ id: 'a' }]);
+    await t.close();
+  });
+
+  it('runHandler refuses an attempt the consumer cannot have', async () => {
+    const c = defineConsumer({ name: 'c3', queue: 'work', message: JobCreated, retry: { maxAttempts: 3, delays: ['1s'] }, handle: () => undefined });
+    await expect(runHandler(c, { id: 'a' }, { attempt: 7 })).rejects.toMatchObject({ code: 'CONFIG_INVALID', message: expect.stringContaining('from 1 to 3') });
+    await expect(runHandler(c, { id: 'a' }, { attempt: 3 })).resolves.toMatchObject({ action: 'ack', attempt: 3 });
+  });
+});
+
+describe('a mismatch read from the broker text (no management API)', () => {
+  it("names the broker's value without RabbitMQ's quotes", async () => {
+    const broker = new MemoryBroker();
+    const first = await connect({ transport: memory({ broker }), topology: defineTopology({ exchanges: { emails: { type: 'topic' } } }) });
+    open.push(first);
+    const failure = connect({ transport: memory({ broker }), topology: defineTopology({ exchanges: { emails: { type: 'direct' } } }) });
+    await expect(failure).rejects.toMatchObject({ code: 'TOPOLOGY_MISMATCH', differences: [{ argument: 'type', declared: 'direct', actual: 'topic' }] });
+    await expect(failure).rejects.toThrow(/broker has "topic"/);
+  });
+});
