@@ -319,10 +319,17 @@ export class MemoryBroker extends TypedEmitter<MemoryBrokerEvents> {
   stop(): void {
     this.#running = false;
     this.dropConnections('shutdown');
+    this.#blocked = undefined;
+    this.#held = [];
     for (const q of [...this.#queues.values()]) {
       if (!q.durable) this.#deleteQueue(q);
-      else q.ready.splice(0, q.ready.length, ...q.ready.filter((m) => m.msg.properties.persistent === true));
+      else if (q.type === 'classic') {
+        // A quorum queue keeps every message; a classic one only the persistent ones.
+        q.ready.splice(0, q.ready.length, ...q.ready.filter((m) => m.msg.properties.persistent === true));
+        this.#retime(q);
+      }
     }
+    for (const ex of [...this.#exchanges.values()]) if (!ex.durable) this.#exchanges.delete(ex.name);
   }
 
   /** Accepts connections again after stop(). */
@@ -336,11 +343,13 @@ export class MemoryBroker extends TypedEmitter<MemoryBrokerEvents> {
 
   /** A memory or disk alarm: connections are told they are blocked, and publishes wait until unblock(). */
   block(reason = 'low on memory'): void {
+    if (this.#blocked !== undefined) return;
     this.#blocked = reason;
     for (const link of this.links) link.setBlocked(reason);
   }
 
   unblock(): void {
+    if (this.#blocked === undefined) return;
     this.#blocked = undefined;
     for (const link of this.links) link.setBlocked(undefined);
     const held = this.#held;
@@ -548,7 +557,10 @@ export class MemoryBroker extends TypedEmitter<MemoryBrokerEvents> {
     if (ex?.internal === true) throw new BrokerRefusal(403, 'ACCESS_REFUSED', `cannot publish to internal exchange '${exchange}' in vhost '/'`);
     const props = { ...properties };
     delete props.mandatory;
-    const message: StoredMessage = { body: Buffer.from(body), properties: { ...props, headers: cloneTable(properties.headers ?? {}) }, exchange, routingKey };
+    const headers = cloneTable(properties.headers ?? {});
+    // As RabbitMQ 4: the death history is the broker's own; a publisher's x-death is not carried on.
+    for (const name of DEATH_HEADERS) delete headers[name];
+    const message: StoredMessage = { body: Buffer.from(body), properties: { ...props, headers }, exchange, routingKey };
     const targets = ex === undefined ? this.#byName(routingKey) : [...this.#route(ex, routingKey, message.properties.headers, new Set())];
     let refused = false;
     const reached: string[] = [];
@@ -610,8 +622,10 @@ export class MemoryBroker extends TypedEmitter<MemoryBrokerEvents> {
     const out = new Set<MemoryQueue>();
     if (seen.has(ex.name)) return out;
     seen.add(ex.name);
+    let matched = false;
     for (const b of ex.bindings) {
       if (!bindingMatches(ex.type, b, routingKey, headers)) continue;
+      matched = true;
       if (b.destination.kind === 'queue') {
         const q = this.#queues.get(b.destination.name);
         if (q !== undefined) out.add(q);
@@ -621,7 +635,9 @@ export class MemoryBroker extends TypedEmitter<MemoryBrokerEvents> {
       }
     }
     const alternate = ex.arguments['alternate-exchange'];
-    if (out.size === 0 && typeof alternate === 'string') {
+    // RabbitMQ uses the alternate exchange only when none of this exchange's own bindings matched
+    // (a matching exchange-to-exchange binding counts, even if nothing lies behind it).
+    if (!matched && typeof alternate === 'string') {
       const ae = this.#exchanges.get(alternate);
       if (ae !== undefined) for (const q of this.#route(ae, routingKey, headers, seen)) out.add(q);
     }
@@ -631,21 +647,33 @@ export class MemoryBroker extends TypedEmitter<MemoryBrokerEvents> {
   /** Puts a copy in `q`, applying its TTL and length limits. False when the queue refused it (reject-publish). */
   #enqueue(q: MemoryQueue, message: StoredMessage): boolean {
     this.#expire(q);
+    const copy: StoredMessage = { ...message, properties: { ...message.properties, headers: cloneTable(message.properties.headers) } };
+    const now = this.clock.now();
+    const ttls = [q.num('x-message-ttl'), expirationOf(copy.properties.expiration)].filter((t): t is number => t !== undefined);
+    const qm: QueuedMessage = { msg: copy, seq: this.#seq++, expiresAt: ttls.length > 0 ? now + Math.min(...ttls) : undefined, deliveryCount: 0, redelivered: false };
+    // As RabbitMQ: a message that finds the queue empty and a consumer with room goes straight to
+    // it, never counted against the queue's length or TTL.
+    if (q.ready.length === 0) {
+      const sub = this.#pick(q);
+      if (sub !== undefined) {
+        const delivery = this.#lend(q, qm, sub);
+        this.later(() => sub.deliver(delivery));
+        return true;
+      }
+    }
     const max = q.num('x-max-length');
     const maxBytes = q.num('x-max-length-bytes');
     const overflow = q.arguments['x-overflow'] ?? 'drop-head';
     const full = (extra: number, extraBytes: number): boolean =>
       (max !== undefined && q.ready.length + extra > max) || (maxBytes !== undefined && q.readyBytes + extraBytes > maxBytes);
-    const copy: StoredMessage = { ...message, properties: { ...message.properties, headers: cloneTable(message.properties.headers) } };
-    if (overflow !== 'drop-head' && full(1, copy.body.length)) {
+    // A quorum queue refuses only once it is over its limit, so it may go one message over (as RabbitMQ's do).
+    const refuses = q.type === 'quorum' ? full(0, 0) || (max !== undefined && q.ready.length >= max + 1) : full(1, copy.body.length);
+    if (overflow !== 'drop-head' && refuses) {
       if (overflow === 'reject-publish-dlx') this.#deadLetter(q, copy, 'maxlen');
       return false;
     }
-    const now = this.clock.now();
-    const ttls = [q.num('x-message-ttl'), expirationOf(copy.properties.expiration)].filter((t): t is number => t !== undefined);
-    const expiresAt = ttls.length > 0 ? now + Math.min(...ttls) : undefined;
-    q.ready.push({ msg: copy, seq: this.#seq++, expiresAt, deliveryCount: 0, redelivered: false });
-    while (q.ready.length > 0 && full(0, 0)) {
+    q.ready.push(qm);
+    while (q.ready.length > 0 && full(0, 0) && (overflow === 'drop-head')) {
       const dropped = q.ready.shift();
       if (dropped !== undefined) this.#deadLetter(q, dropped.msg, 'maxlen');
     }
@@ -653,6 +681,26 @@ export class MemoryBroker extends TypedEmitter<MemoryBrokerEvents> {
     this.#retime(q);
     this.#markDirty(q);
     return true;
+  }
+
+  /** The next consumer with room on `q`, round-robin, or undefined. */
+  #pick(q: MemoryQueue): Subscriber | undefined {
+    for (let i = 0; i < q.subscribers.length; i++) {
+      const s = q.subscribers[(q.next + i) % q.subscribers.length];
+      if (s !== undefined && (s.prefetch === 0 || s.unacked < s.prefetch)) {
+        q.next = (q.next + i + 1) % q.subscribers.length;
+        return s;
+      }
+    }
+    return undefined;
+  }
+
+  /** Lends a message to a consumer: counted unacked, tracked by its channel. Returns the delivery to hand over. */
+  #lend(q: MemoryQueue, qm: QueuedMessage, sub: Subscriber): Inbound {
+    q.unacked++;
+    sub.unacked++;
+    const tag = sub.owner.track(q, qm, sub);
+    return toInbound(qm, tag, q.type);
   }
 
   /** Dead-letters messages at the head whose TTL has passed (RabbitMQ expires from the head only). */
@@ -748,28 +796,21 @@ export class MemoryBroker extends TypedEmitter<MemoryBrokerEvents> {
     if (this.#queues.get(q.name) !== q) return;
     this.#expire(q);
     const out: [Subscriber, Inbound][] = [];
-    while (q.ready.length > 0 && q.subscribers.length > 0) {
-      let chosen: Subscriber | undefined;
-      for (let i = 0; i < q.subscribers.length; i++) {
-        const s = q.subscribers[(q.next + i) % q.subscribers.length];
-        if (s !== undefined && (s.prefetch === 0 || s.unacked < s.prefetch)) {
-          chosen = s;
-          q.next = (q.next + i + 1) % q.subscribers.length;
-          break;
-        }
-      }
+    for (;;) {
+      this.#expire(q);
+      if (q.ready.length === 0) break;
+      const chosen = this.#pick(q);
       if (chosen === undefined) break;
       const qm = q.ready.shift();
       if (qm === undefined) break;
-      q.unacked++;
-      chosen.unacked++;
-      const tag = chosen.owner.track(q, qm, chosen);
-      out.push([chosen, toInbound(qm, tag, q.type)]);
+      out.push([chosen, this.#lend(q, qm, chosen)]);
     }
     this.#retime(q);
     for (const [sub, message] of out) sub.deliver(message);
   }
 }
+
+const DEATH_HEADERS = ['x-death', 'x-first-death-reason', 'x-first-death-queue', 'x-first-death-exchange', 'x-last-death-reason', 'x-last-death-queue', 'x-last-death-exchange'];
 
 function inequivalent(text: string): BrokerRefusal {
   return new BrokerRefusal(406, 'PRECONDITION_FAILED', `inequivalent arg ${text}`);
@@ -832,7 +873,7 @@ function withDeath(msg: StoredMessage, queue: string, reason: string, now: numbe
   const time = { '!': 'timestamp', value: Math.floor(now / 1000) };
   const entry = i >= 0 ? deaths.splice(i, 1)[0] : undefined;
   const count = typeof entry?.count === 'number' ? entry.count + 1 : 1;
-  deaths.unshift({ count, reason, queue, time, exchange: msg.exchange, 'routing-keys': [msg.routingKey] });
+  deaths.unshift({ ...entry, count, reason, queue, time, exchange: msg.exchange, 'routing-keys': [msg.routingKey] });
   headers['x-death'] = deaths;
   if (headers['x-first-death-reason'] === undefined) {
     headers['x-first-death-reason'] = reason;
@@ -857,8 +898,10 @@ function isCycle(headers: Record<string, unknown>, target: string): boolean {
 function toInbound(qm: QueuedMessage, deliveryTag: number, type: 'classic' | 'quorum'): Inbound {
   const p = qm.msg.properties;
   const headers = cloneTable(p.headers);
-  if (type === 'quorum' && qm.deliveryCount > 0) headers['x-delivery-count'] = qm.deliveryCount;
-  else delete headers['x-delivery-count'];
+  if (type === 'quorum') {
+    if (qm.deliveryCount > 0) headers['x-delivery-count'] = qm.deliveryCount;
+    else delete headers['x-delivery-count'];
+  }
   return {
     body: qm.msg.body,
     deliveryTag,

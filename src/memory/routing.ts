@@ -50,7 +50,10 @@ export function headersMatch(binding: Readonly<Record<string, unknown>>, headers
 }
 
 function sameValue(a: unknown, b: unknown): boolean {
-  if (Buffer.isBuffer(a) && Buffer.isBuffer(b)) return a.equals(b);
+  // A long string and a byte array with the same bytes match, as on RabbitMQ.
+  if ((Buffer.isBuffer(a) || typeof a === 'string') && (Buffer.isBuffer(b) || typeof b === 'string') && (Buffer.isBuffer(a) || Buffer.isBuffer(b))) {
+    return Buffer.from(a as Buffer).equals(Buffer.from(b as Buffer));
+  }
   if (typeof a === 'object' && a !== null && typeof b === 'object' && b !== null) return JSON.stringify(a) === JSON.stringify(b);
   return a === b;
 }

@@ -218,7 +218,8 @@ class MemoryChannel extends TypedEmitter<ChannelEvents> implements ConfirmChanne
     if (this.#closed) throw channelClosed();
     const taken: [number, Lent][] = [];
     if (multiple) {
-      for (const [tag, lent] of this.#lent) if (tag <= deliveryTag) taken.push([tag, lent]);
+      // Tag 0 with multiple: every outstanding delivery, as AMQP says.
+      for (const [tag, lent] of this.#lent) if (deliveryTag === 0 || tag <= deliveryTag) taken.push([tag, lent]);
     } else {
       const lent = this.#lent.get(deliveryTag);
       if (lent !== undefined) taken.push([deliveryTag, lent]);

@@ -272,6 +272,7 @@ export class TestWarren {
       await this.warren.close();
     } finally {
       this.#unsubscribe();
+      liveNames.delete(this.warren.name);
     }
   }
 
@@ -313,7 +314,15 @@ export async function createTestWarren(app: App, options: TestWarrenOptions = {}
     clock = shared;
     advanceTimers = options.advanceTimers ?? (shared instanceof ManualClock ? (ms) => shared.advance(ms) : undefined);
   }
-  const warren = await connect({ ...app.connect, ...options.connect, transport, name: app.name, topology: app.topology, messages: app.messages });
+  // Deliveries are told apart by client name: a second live test client of the same app gets a suffix.
+  const name = claimName(app.name);
+  let warren: Warren;
+  try {
+    warren = await connect({ ...app.connect, ...options.connect, transport, name, topology: app.topology, messages: app.messages });
+  } catch (err) {
+    liveNames.delete(name);
+    throw err;
+  }
   const t = new TestWarren(app, warren, transport, clock, advanceTimers, settleTimeoutMs);
   try {
     const which = options.consumers ?? true;
@@ -377,6 +386,16 @@ function refuseFakeImmediate(): void {
   throw new ConfigError('warren/testing', [
     "setImmediate is faked (vi.useFakeTimers() fakes it by default), and warren's publisher and acks wait on it: fake only the timers the kit can drive, vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'] }), or call vi.useRealTimers() first",
   ]);
+}
+
+/** Client names of the test clients open in this process. */
+const liveNames = new Set<string>();
+
+function claimName(base: string): string {
+  let name = base;
+  for (let n = 2; liveNames.has(name); n++) name = `${base}#${n}`;
+  liveNames.add(name);
+  return name;
 }
 
 function realNow(): number {

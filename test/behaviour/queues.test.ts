@@ -1,7 +1,7 @@
 // Queue limits, TTL and dead-letter exchanges as RabbitMQ applies them, on both transports.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { defineMessage, defineTopology, type QueueDefinition } from '../../src/index.js';
+import { defineConsumer, defineMessage, defineTopology, type QueueDefinition } from '../../src/index.js';
 import { harness, side, type Harness } from './harness.js';
 
 let h: Harness;
@@ -85,4 +85,31 @@ describe(`queues (${side})`, () => {
     expect(dead?.body).toEqual({ n: 2 });
     expect(dead?.headers['x-first-death-reason']).toBe('maxlen');
   });
+
+  it('a message that expired behind the head is dead-lettered, not delivered, when a consumer comes', async () => {
+    const { queue, dlq, topology, message } = queueWith({ deadLetter: true });
+    const w = await h.start({ topology, messages: [message] });
+    await w.publish(message, { n: 1 });
+    await w.publish(message, { n: 2 }, { expirationMs: 50 });
+    await w.publish(message, { n: 3 });
+    await h.elapse(200);
+    const seen: number[] = [];
+    const c = defineConsumer({ name: 'late', queue, message, handle: (m) => void seen.push(m.n) });
+    await h.start({ topology, messages: [message], consumers: [c] });
+    await h.until(() => seen.length === 2, 'the two live messages are delivered');
+    await h.until(async () => (await h.count(dlq)) === 1, 'the expired one is dead-lettered');
+    expect(seen).toEqual([1, 3]);
+    expect((await h.messages(dlq)).map((m) => m.body)).toEqual([{ n: 2 }]);
+  });
+
+  it('a burst into a length-limited queue with a consumer waiting is delivered, not refused', async () => {
+    const { queue, topology, message } = queueWith({ maxLength: 1, overflow: 'reject-publish' });
+    const seen: number[] = [];
+    const c = defineConsumer({ name: 'eager', queue, message, prefetch: 10, concurrency: 10, handle: (m) => void seen.push(m.n) });
+    const w = await h.start({ topology, messages: [message], consumers: [c] });
+    await Promise.all([1, 2, 3, 4].map((n) => w.publish(message, { n })));
+    await h.until(() => seen.length === 4, 'all four are delivered');
+    expect([...seen].sort()).toEqual([1, 2, 3, 4]);
+  });
 });
+

@@ -112,4 +112,22 @@ describe(`routing (${side})`, () => {
     await w.publish(message, { n: 3 }, { routingKey: 'us.order', mandatory: false });
     expect((await h.messages(queue)).map((m) => m.body)).toEqual([{ n: 1 }]);
   });
+
+  it('a binding to an exchange that routes nowhere still counts as routed: no alternate exchange, a mandatory message comes back', async () => {
+    const main = h.name('ex');
+    const downstream = h.name('ex-down');
+    const ae = h.name('ae');
+    const lost = h.name('q-lost');
+    const topology = defineTopology({
+      exchanges: { [main]: { type: 'direct', alternateExchange: ae }, [downstream]: { type: 'direct' }, [ae]: { type: 'fanout' } },
+      queues: { [lost]: { bindings: [{ exchange: ae, routingKey: '' }] } },
+    });
+    const message = defineMessage({ name: 'main', exchange: main, routingKey: 'k', schema: Note });
+    const w = await h.start({ topology, messages: [message] });
+    await h.bindExchange(downstream, main, 'k');
+    await expect(w.publish(message, { n: 1 })).rejects.toMatchObject({ code: 'UNROUTABLE' });
+    await w.publish(message, { n: 2 }, { routingKey: 'other' });
+    expect((await h.messages(lost)).map((m) => m.body)).toEqual([{ n: 2 }]);
+  });
 });
+

@@ -243,3 +243,51 @@ describe('a mismatch read from the broker text (no management API)', () => {
     await expect(failure).rejects.toThrow(/broker has "topic"/);
   });
 });
+
+describe('from a review against RabbitMQ 3.10 and 4.0.5', () => {
+  const ok = defineConsumer({ name: 'ok', queue: 'work', message: JobCreated, handle: () => undefined });
+  const app = defineApp({ name: 'same', topology, messages: [JobCreated], consumers: [ok] });
+
+  it('two live test clients of one app keep their own deliveries', async () => {
+    const a = await createTestWarren(app);
+    const b = await createTestWarren(app);
+    await a.publish(JobCreated, { id: 'a' });
+    expect(a.deliveries).toHaveLength(1);
+    expect(b.deliveries).toHaveLength(0);
+    expect(b.warren.name).toBe('same#2');
+    await a.close();
+    await b.close();
+    const c = await createTestWarren(app);
+    expect(c.warren.name).toBe('same');
+    await c.close();
+  });
+
+  it('a publisher cannot forge the death history (as RabbitMQ 4): x-death and x-first-death-* are dropped', async () => {
+    const broker = new MemoryBroker();
+    const w = await connect({ transport: memory({ broker }), topology, messages: [JobCreated] });
+    open.push(w);
+    broker.send('jobs', 'job.created', '{"id":"x"}', { headers: { 'x-death': [{ count: 5, reason: 'expired', queue: 'elsewhere' }], 'x-first-death-reason': 'expired', keep: 'yes' } });
+    expect(broker.queue('work')?.messages[0]?.headers).toEqual({ keep: 'yes' });
+  });
+
+  it('a headers binding matches a byte-array header with the same bytes as its string', () => {
+    expect(headersMatch({ 'x-match': 'all', tier: 'gold' }, { tier: Buffer.from('gold') })).toBe(true);
+    expect(headersMatch({ 'x-match': 'all', tier: 'gold' }, { tier: Buffer.from('silver') })).toBe(false);
+  });
+
+  it('ack(0, multiple) settles every outstanding delivery of the channel', async () => {
+    const transport = memory();
+    const setup = await connect({ transport, topology, messages: [JobCreated] });
+    open.push(setup);
+    await setup.publish(JobCreated, { id: 'a' });
+    await setup.publish(JobCreated, { id: 'b' });
+    const link = await transport.connect('amqp://x', {} as never);
+    const ch = await link.createChannel();
+    expect(await ch.get('work')).toBeDefined();
+    expect(await ch.get('work')).toBeDefined();
+    ch.ack(0, true);
+    await ch.close();
+    expect(transport.broker.queue('work')).toMatchObject({ messageCount: 0, unackedCount: 0 });
+    await link.close();
+  });
+});
