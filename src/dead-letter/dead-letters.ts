@@ -60,7 +60,7 @@ function date(v: unknown): Date | undefined {
 }
 
 /** Reads warren's headers, falling back to the broker's `x-death` for messages it dead-lettered itself. */
-export function toDeadLetter(msg: Inbound): DeadLetter {
+export function toDeadLetter(msg: Pick<Inbound, 'body' | 'headers' | 'messageId'>): DeadLetter {
   const headers = msg.headers as Record<string, unknown>;
   const deaths = headers['x-death'];
   const death = Array.isArray(deaths) ? (deaths[0] as Record<string, unknown> | undefined) : undefined;

@@ -4,6 +4,7 @@ import { connect, type Warren } from '../client/warren.js';
 import type { Consumer } from '../define/consumer.js';
 import { toMs, type Duration } from '../define/duration.js';
 import type { MessageContract, PayloadInput } from '../define/message.js';
+import { toDeadLetter } from '../dead-letter/dead-letters.js';
 import { Header } from '../dead-letter/headers.js';
 import { consumeChannel, publishChannel, type ConsumeAction, type ConsumeOutcome, type ConsumeTrace, type PublishTrace } from '../instrument/channels.js';
 import { MemoryBroker, type PublishedMessage, type QueueView } from '../memory/broker.js';
@@ -235,20 +236,19 @@ export class TestWarren {
     const view = this.broker.queue(dlq);
     if (view === undefined) throw new ConfigError('deadLetters()', [`queue '${dlq}' does not exist on this test broker; queues: ${this.broker.queueNames().join(', ')}`]);
     return view.messages.map((m) => {
-      const h = m.headers;
-      const deaths = h['x-death'];
-      const death = Array.isArray(deaths) ? (deaths[0] as Record<string, unknown> | undefined) : undefined;
+      // Read as peekDeadLetters() reads a dead letter: warren's headers, else the broker's x-death.
+      const dead = toDeadLetter({ body: m.body, headers: m.headers, messageId: m.properties.messageId });
       return {
         queue: dlq,
-        messageId: m.properties.messageId,
+        messageId: dead.messageId,
         payload: parseJson(m.body),
         body: m.body,
-        headers: h,
-        reason: str(h[Header.reason]) ?? str(death?.['reason']),
-        errorCode: str(h[Header.errorCode]),
-        errorMessage: str(h[Header.errorMessage]),
-        attempts: num(h[Header.attempts]),
-        originQueue: str(h[Header.originQueue]),
+        headers: m.headers,
+        reason: dead.reason,
+        errorCode: dead.errorCode,
+        errorMessage: dead.errorMessage,
+        attempts: dead.attempts,
+        originQueue: str(m.headers[Header.originQueue]),
       };
     });
   }
@@ -408,10 +408,6 @@ function parseJson(body: Buffer): unknown {
   } catch {
     return undefined;
   }
-}
-
-function num(v: unknown): number | undefined {
-  return typeof v === 'number' ? v : undefined;
 }
 
 function str(v: unknown): string | undefined {
