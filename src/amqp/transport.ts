@@ -11,6 +11,8 @@ import type { Logger } from '../support/logger.js';
 export interface Transport {
   /** Shown in logs: which implementation this is. */
   readonly name: string;
+  /** The URLs connect() uses when given none: set by a transport that needs no broker address (the in-memory one). */
+  readonly defaultUrls?: readonly string[];
   /** Opens one connection, handshake done. Rejects with the transport's own error (see amqp/reply-codes.ts). */
   connect(url: string, options: LinkOptions): Promise<Link>;
 }

@@ -359,7 +359,7 @@ export async function connect(options: ConnectOptions): Promise<Warren> {
   const extra = isTopology(topology) ? contractProblems(messages, topology) : ['topology: pass what defineTopology({ exchanges, queues }) returns, not the definition itself'];
   let settings: Settings;
   try {
-    settings = parseConfig(optionsSchema, { ...rest, urls: rest.urls ?? (transport.name === 'memory' ? ['amqp://in-memory'] : undefined) }, 'connect() options');
+    settings = parseConfig(optionsSchema, { ...rest, urls: rest.urls ?? transport.defaultUrls }, 'connect() options');
   } catch (err) {
     if (err instanceof ConfigError && extra.length > 0) throw new ConfigError('connect() options', [...err.problems, ...extra]);
     throw err;

@@ -31,6 +31,7 @@ export function memory(options: MemoryBrokerOptions & { broker?: MemoryBroker } 
   let ids = 0;
   return {
     name: 'memory',
+    defaultUrls: ['amqp://in-memory'],
     broker,
     connect(_url: string, _options: LinkOptions): Promise<Link> {
       if (!broker.running) {
