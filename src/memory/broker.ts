@@ -67,7 +67,8 @@ export interface StoredMessage {
   readonly routingKey: string;
 }
 
-interface QueuedMessage {
+/** A message in a queue, or lent to a channel until it is acked or returned. */
+export interface QueuedMessage {
   msg: StoredMessage;
   seq: number;
   expiresAt: number | undefined;
@@ -104,15 +105,15 @@ export interface Subscriber {
 export interface ClientChannel {
   readonly link: ClientLink;
   /** Hands out the next delivery tag and remembers what it was for. */
-  track(queue: MemoryQueue, qm: QueuedMessageRef, subscriber: Subscriber | undefined): number;
+  track(queue: MemoryQueue, qm: QueuedMessage, subscriber: Subscriber | undefined): number;
 }
 
+/** What the broker needs of a client's connection: who it is (exclusive queues), and how to close or block it. */
 export interface ClientLink {
   readonly id: number;
+  forceClose(error: Error): void;
+  setBlocked(reason: string | undefined): void;
 }
-
-/** A queued message as the broker lends it to a channel until it is acked or returned. */
-export type QueuedMessageRef = QueuedMessage;
 
 export class MemoryQueue {
   readonly name: string;
@@ -236,7 +237,7 @@ export class MemoryBroker extends TypedEmitter<MemoryBrokerEvents> {
   #blocked: string | undefined;
   #held: (() => void)[] = [];
   #running = true;
-  readonly links = new Set<{ id: number; forceClose(error: Error): void; setBlocked(reason: string | undefined): void; exclusive: Set<string> }>();
+  readonly links = new Set<ClientLink>();
 
   constructor(options: MemoryBrokerOptions = {}) {
     super();
@@ -895,7 +896,7 @@ function isCycle(headers: Record<string, unknown>, target: string): boolean {
   return !list.some((d) => d.reason === 'rejected');
 }
 
-function toInbound(qm: QueuedMessage, deliveryTag: number, type: 'classic' | 'quorum'): Inbound {
+export function toInbound(qm: QueuedMessage, deliveryTag: number, type: 'classic' | 'quorum'): Inbound {
   const p = qm.msg.properties;
   const headers = cloneTable(p.headers);
   if (type === 'quorum') {
@@ -923,4 +924,3 @@ function toInbound(qm: QueuedMessage, deliveryTag: number, type: 'classic' | 'qu
   };
 }
 
-export { toInbound };

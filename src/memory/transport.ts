@@ -14,7 +14,7 @@ import type {
   Transport,
 } from '../amqp/transport.js';
 import { TypedEmitter } from '../support/events.js';
-import { BrokerRefusal, MemoryBroker, toInbound, type ClientChannel, type MemoryBrokerOptions, type MemoryQueue, type QueuedMessageRef, type Subscriber } from './broker.js';
+import { BrokerRefusal, MemoryBroker, toInbound, type ClientChannel, type MemoryBrokerOptions, type MemoryQueue, type QueuedMessage, type Subscriber } from './broker.js';
 
 /** The in-memory transport: `connect({ transport: memory() })`. Its `broker` is what a test inspects and pokes. */
 export interface MemoryTransport extends Transport {
@@ -46,7 +46,6 @@ const channelClosed = (): Error => Object.assign(new Error('Channel closed'), { 
 
 class MemoryLink extends TypedEmitter<LinkEvents> implements Link {
   readonly id: number;
-  readonly exclusive = new Set<string>();
   readonly #broker: MemoryBroker;
   readonly #channels = new Set<MemoryChannel>();
   #closed = false;
@@ -101,7 +100,7 @@ class MemoryLink extends TypedEmitter<LinkEvents> implements Link {
 
 interface Lent {
   queue: MemoryQueue;
-  qm: QueuedMessageRef;
+  qm: QueuedMessage;
   sub: Subscriber | undefined;
 }
 
@@ -128,7 +127,7 @@ class MemoryChannel extends TypedEmitter<ChannelEvents> implements ConfirmChanne
     this.#onGone = onGone;
   }
 
-  track(queue: MemoryQueue, qm: QueuedMessageRef, sub: Subscriber | undefined): number {
+  track(queue: MemoryQueue, qm: QueuedMessage, sub: Subscriber | undefined): number {
     const tag = this.#nextTag++;
     this.#lent.set(tag, { queue, qm, sub });
     return tag;

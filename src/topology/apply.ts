@@ -97,7 +97,7 @@ async function runStep(ch: Channel, step: Step): Promise<void> {
   }
 }
 
-/** A mismatch, explained with the management API's view when there is one; or the TopologyError for any other refusal. */
+/** A mismatch, explained with the management API's view when there is one; or the TopologyError for any other refusal (a transport's own WarrenError as it is). */
 async function explain(err: unknown, step: Step, target: DeclareTarget): Promise<Mismatch | Error> {
   // The transport's own refusal (the in-memory broker's NOT_MODELLED) already says what to do.
   if (err instanceof WarrenError) return err;
