@@ -380,7 +380,7 @@ export class MemoryBroker extends TypedEmitter<MemoryBrokerEvents> {
    * Throws (404) when the exchange does not exist.
    */
   send(exchange: string, routingKey: string, body: Buffer | string, properties: Partial<Omit<PublishProperties, 'mandatory'>> = {}): string[] {
-    const result = this.publish(exchange, routingKey, typeof body === 'string' ? Buffer.from(body) : body, properties);
+    const result = this.publish(exchange, routingKey, Buffer.from(body), properties);
     this.recordPublish({ ...result.message, queues: result.queues, returned: false });
     return result.queues;
   }
@@ -561,7 +561,8 @@ export class MemoryBroker extends TypedEmitter<MemoryBrokerEvents> {
     const headers = cloneTable(properties.headers ?? {});
     // As RabbitMQ 4: the death history is the broker's own; a publisher's x-death is not carried on.
     for (const name of DEATH_HEADERS) delete headers[name];
-    const message: StoredMessage = { body: Buffer.from(body), properties: { ...props, headers }, exchange, routingKey };
+    // The body is the caller's copy (the transport copies at publish(), send() at its call).
+    const message: StoredMessage = { body, properties: { ...props, headers }, exchange, routingKey };
     const targets = ex === undefined ? this.#byName(routingKey) : [...this.#route(ex, routingKey, message.properties.headers, new Set())];
     let refused = false;
     const reached: string[] = [];
@@ -741,9 +742,10 @@ export class MemoryBroker extends TypedEmitter<MemoryBrokerEvents> {
       const dlKey = q.arguments['x-dead-letter-routing-key'];
       const routingKey = typeof dlKey === 'string' ? dlKey : msg.routingKey;
       const headers = withDeath(msg, q.name, reason, this.clock.now());
-      const { expiration, ...rest } = msg.properties;
-      if (expiration !== undefined) headers['x-death'] = (headers['x-death'] as Record<string, unknown>[]).map((d, i) => (i === 0 ? { ...d, 'original-expiration': expiration } : d));
-      const copy: StoredMessage = { body: msg.body, properties: { ...rest, headers }, exchange: msg.exchange, routingKey: msg.routingKey };
+      // The per-message TTL goes into x-death as original-expiration, not on with the copy.
+      const properties = { ...msg.properties, headers };
+      delete properties.expiration;
+      const copy: StoredMessage = { body: msg.body, properties, exchange: msg.exchange, routingKey: msg.routingKey };
       const ex = dlx === '' ? undefined : this.#exchanges.get(dlx);
       const targets = dlx === '' ? this.#byName(routingKey) : ex === undefined ? [] : [...this.#route(ex, routingKey, headers, new Set())];
       for (const target of targets) {
@@ -874,7 +876,8 @@ function withDeath(msg: StoredMessage, queue: string, reason: string, now: numbe
   const time = { '!': 'timestamp', value: Math.floor(now / 1000) };
   const entry = i >= 0 ? deaths.splice(i, 1)[0] : undefined;
   const count = typeof entry?.count === 'number' ? entry.count + 1 : 1;
-  deaths.unshift({ ...entry, count, reason, queue, time, exchange: msg.exchange, 'routing-keys': [msg.routingKey] });
+  const expiration = msg.properties.expiration;
+  deaths.unshift({ ...entry, count, reason, queue, time, exchange: msg.exchange, 'routing-keys': [msg.routingKey], ...(expiration !== undefined ? { 'original-expiration': expiration } : {}) });
   headers['x-death'] = deaths;
   if (headers['x-first-death-reason'] === undefined) {
     headers['x-first-death-reason'] = reason;

@@ -62,6 +62,8 @@ describe(`queues (${side})`, () => {
       ['expired', queue, 1],
       ['expired', queue, 1],
     ]);
+    // The per-message TTL is kept in x-death, not on the dead-lettered copy.
+    expect(dead.map((m) => (m.headers['x-death'] as Record<string, unknown>[])[0]?.['original-expiration'])).toEqual([undefined, '100']);
   });
 
   it('a message sent with a body that is not JSON reaches the queue as it was sent', async () => {
