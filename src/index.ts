@@ -90,6 +90,7 @@ export {
   NonRetryableError,
   NotModelledError,
   NotSettledError,
+  PermissionError,
   PublishBufferFullError,
   PublishError,
   PublishNackedError,
@@ -100,4 +101,4 @@ export {
   ValidationError,
   WarrenError,
 } from './support/errors.js';
-export type { ArgumentDifference, Mismatch, ValidationIssue, WarrenErrorCode } from './support/errors.js';
+export type { ArgumentDifference, Mismatch, Permission, ValidationIssue, WarrenErrorCode } from './support/errors.js';

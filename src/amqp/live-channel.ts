@@ -1,4 +1,4 @@
-import { ClosedError, messageOf } from '../support/errors.js';
+import { ClosedError, errorCode, messageOf } from '../support/errors.js';
 import { TypedEmitter } from '../support/events.js';
 import type { Logger } from '../support/logger.js';
 import { failureLevel } from '../support/throttle.js';
@@ -40,6 +40,8 @@ export class LiveChannel<C extends Channel> extends TypedEmitter<LiveChannelEven
   #timer: NodeJS.Timeout | undefined;
   /** Consecutive failures since the owner last called `healthy()`. */
   #failures = 0;
+  /** A permission refusal has been logged as an error since the last `healthy()`. */
+  #refusedLogged = false;
   #closed = false;
   /** Reacting to the connection's 'open' (after start()). */
   #listening = false;
@@ -94,6 +96,7 @@ export class LiveChannel<C extends Channel> extends TypedEmitter<LiveChannelEven
   /** The channel works (a confirm came, a consumer attached): the next failure is retried at once again. */
   healthy(): void {
     this.#failures = 0;
+    this.#refusedLogged = false;
   }
 
   /** Runs `setup` again on the current channel (e.g. after the broker cancelled a consumer); a failure closes it and opens a new one. */
@@ -217,7 +220,17 @@ export class LiveChannel<C extends Channel> extends TypedEmitter<LiveChannelEven
     if (this.#closed) return;
     this.#failures += 1;
     const delayMs = backoffDelay(this.#failures - 1, defaultBackoff);
-    this.#o.log[failureLevel(this.#failures)]({ err, attempt: this.#failures, delayMs }, `could not open the ${this.#o.what}; retrying`);
+    const level = failureLevel(this.#failures);
+    if (errorCode(err) === 'PERMISSION_REFUSED') {
+      // Not a blip: it lasts until someone grants the permission, so it is an error (the first
+      // time, even after other failures, then every 20th attempt), and retried with backoff so
+      // the grant is picked up without a restart.
+      const first = !this.#refusedLogged;
+      this.#refusedLogged = true;
+      this.#o.log[first || level === 'warn' ? 'error' : 'debug']({ err, attempt: this.#failures, delayMs }, `could not open the ${this.#o.what}: a permission is missing; retrying with backoff until it is granted`);
+    } else {
+      this.#o.log[level]({ err, attempt: this.#failures, delayMs }, `could not open the ${this.#o.what}; retrying`);
+    }
     this.emit('failed', err instanceof Error ? err : new Error(messageOf(err)));
     this.#schedule(link, delayMs);
   }

@@ -2,6 +2,7 @@
  * AMQP reply codes, and what warren reads out of the errors a transport raises: the code, the
  * broker's own text, and the entity a refusal names. The only place that knows amqplib's wording.
  */
+import type { Permission, Refusal } from '../support/errors.js';
 
 /** AMQP 0-9-1 reply codes, by name. */
 export const ReplyCode = {
@@ -55,11 +56,28 @@ export function brokerText(err: unknown): string {
   return /with message "(.*)"$/s.exec(msg)?.[1] ?? msg;
 }
 
-/** The exchange a channel-close error says the broker refused, e.g. "NOT_FOUND - no exchange 'x' in vhost '/'". */
+/**
+ * The exchange a channel-close error says the broker refused, e.g. "NOT_FOUND - no exchange 'x' in
+ * vhost '/'", as a publish names it: the default exchange, which a refusal calls 'amq.default', is ''.
+ */
 export function refusedExchange(err: unknown): string | undefined {
   const code = amqpCode(err);
   if (code === undefined || code < 400) return undefined;
-  return /exchange '([^']*)'/.exec(textOf(err))?.[1];
+  const name = /exchange '([^']*)'/.exec(textOf(err))?.[1];
+  return name === 'amq.default' && code === ReplyCode.ACCESS_REFUSED ? '' : name;
+}
+
+/**
+ * What a 403 on a channel says was refused: "ACCESS_REFUSED - access to queue 'q' in vhost 'v'
+ * refused for user 'u'" (RabbitMQ 3.x), with the permission before "access" from 4.0 on ("read
+ * access to queue …"). Undefined for any other error (a refused login, a reserved `amq.` name).
+ */
+export function accessRefusal(err: unknown): Refusal | undefined {
+  if (amqpCode(err) !== ReplyCode.ACCESS_REFUSED) return undefined;
+  const m = /(?:(configure|write|read) )?access to (exchange|queue) '(.*)' in vhost '(.*)' refused for user '(.*)'/s.exec(brokerText(err));
+  if (m === null) return undefined;
+  const [, permission, resource, name, vhost, user] = m;
+  return { permission: permission as Permission | undefined, resource: resource as 'exchange' | 'queue', name: name ?? '', vhost: vhost ?? '', user: user ?? '' };
 }
 
 /** What a failed connection attempt's text says went wrong. */

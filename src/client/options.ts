@@ -33,6 +33,7 @@ export const optionsSchema = z.strictObject({
     .string()
     .refine((u) => /^https?:\/\//.test(u) && URL.canParse(u), { message: 'must be an http(s):// URL of the management API' })
     .optional(),
+  declare: z.boolean().default(true),
   retry: retryPolicySchema.optional(),
   publisher: z
     .strictObject({
@@ -54,8 +55,16 @@ export interface ConnectOptions {
   urls?: string[];
   /** Names this service's connections in the management UI (`<name>:publish`, `<name>:consume`) and is sent as app-id. Default 'warren'. */
   name?: string;
-  /** Exchanges, queues and bindings asserted on every (re)connect. */
+  /** Exchanges, queues and bindings asserted on every (re)connect (unless `declare` is false). */
   topology?: Topology;
+  /**
+   * `false`: declare nothing — the topology and the consumers' retry wait queues are declared by
+   * someone else (a deploy step running `warren topology apply <app>` as a user with configure
+   * permission), and this client's user needs no configure permission. warren still reads the
+   * topology (dead-letter queues, queue types), and checks that a consumer's queue and its wait
+   * queues exist when it attaches. Default true.
+   */
+  declare?: boolean;
   /**
    * The contracts this service publishes. connect() checks each against the topology and fails
    * with a ConfigError naming any whose exchange it does not declare (rather than a

@@ -24,7 +24,7 @@ import type { MessageContract, PayloadInput } from '../define/message.js';
 import { emptyTopology, knowsExchange, type Topology } from '../define/topology.js';
 import type { PublishOptions } from '../publish/options.js';
 import { Publisher, type PublisherStats, type PublishReceipt } from '../publish/publisher.js';
-import { ClosedError, ConfigError, TopologyError, TopologyMismatchError, WarrenError } from '../support/errors.js';
+import { ClosedError, ConfigError, PermissionError, TopologyError, TopologyMismatchError, WarrenError } from '../support/errors.js';
 import { TypedEmitter } from '../support/events.js';
 import { silentLogger, type Logger } from '../support/logger.js';
 import { assertTopology, assertWaitQueue, type DeclareTarget } from '../topology/apply.js';
@@ -102,6 +102,7 @@ export class Warren extends TypedEmitter<WarrenEvents> {
       vhost: decodeURIComponent(firstUrl.pathname.slice(1)) || '/',
       management: settings.managementUrl !== undefined ? new ManagementClient(settings.managementUrl) : undefined,
       log: this.#root.child({ component: 'topology' }),
+      declare: settings.declare,
     };
     this.#publishConn = this.#connectionManager('publish');
     this.#publisher = new Publisher(
@@ -153,7 +154,7 @@ export class Warren extends TypedEmitter<WarrenEvents> {
       // An exclusive queue belongs to the connection that declares it: only the consume connection may.
       await assertTopology(conn, this.#declare, { exclusiveQueues: role === 'consume' });
     } catch (err) {
-      if (!initial && (err instanceof TopologyMismatchError || err instanceof TopologyError)) {
+      if (!initial && (err instanceof TopologyMismatchError || err instanceof TopologyError || err instanceof PermissionError)) {
         this.#log.error({ err, code: err.code }, 'topology assertion failed after reconnect; carrying on with what the broker has');
         this.emit('error', err);
         return;
@@ -185,7 +186,7 @@ export class Warren extends TypedEmitter<WarrenEvents> {
    * confirm was lost with the connection is re-published with the same messageId.
    *
    * Rejects with ValidationError, MessageTooLargeError, PublishBufferFullError, UnroutableError,
-   * PublishNackedError, PublishError, PublishTimeoutError or ClosedError.
+   * PublishNackedError, PublishError, PermissionError (no write permission on the exchange), PublishTimeoutError or ClosedError.
    */
   publish<M extends MessageContract>(contract: M, payload: PayloadInput<M>, options?: PublishOptions): Promise<PublishReceipt> {
     return this.#publisher.publish(contract, payload, options);
@@ -292,12 +293,14 @@ export class Warren extends TypedEmitter<WarrenEvents> {
    */
   async declare(consumers: readonly Consumer[] = []): Promise<void> {
     const link = await this.#publishConn.whenOpen();
-    await assertTopology(link, this.#declare, { exclusiveQueues: false });
+    // Asked for: declared also by a client that connected with declare: false.
+    const target = { ...this.#declare, declare: true };
+    await assertTopology(link, target, { exclusiveQueues: false });
     for (const c of consumers) {
       const retry = effectiveRetry(c, this.#settings.retry);
       const type = this.topology.queue(c.queue)?.type ?? 'classic';
       for (const delayMs of retry !== undefined ? retryTiers(retry) : []) {
-        await assertWaitQueue(link, this.#declare, c.queue, type, waitQueueName(c.queue, delayMs), delayMs, this.#declare.log);
+        await assertWaitQueue(link, target, c.queue, type, waitQueueName(c.queue, delayMs), delayMs, this.#declare.log);
       }
     }
   }

@@ -1,5 +1,6 @@
 import type { ConnectionManager } from '../amqp/connection.js';
 import { LiveChannel } from '../amqp/live-channel.js';
+import { permissionError } from '../amqp/permissions.js';
 import { amqpCode, ReplyCode } from '../amqp/reply-codes.js';
 import type { Channel, Inbound, Link } from '../amqp/transport.js';
 import type { CopyPublisher } from '../dead-letter/copy.js';
@@ -301,6 +302,8 @@ export class Subscription implements ConsumerHandle {
     const q = this.#def.queue;
     const code = amqpCode(err);
     if (code === ReplyCode.NOT_FOUND) return new ConsumeError(q, `Queue '${q}' does not exist. Declare it in the topology passed to connect().`, { cause: err });
+    const refused = permissionError(err, { kind: 'consume', queue: q, consumer: this.#def.name });
+    if (refused !== undefined) return refused;
     if (code === ReplyCode.ACCESS_REFUSED || code === ReplyCode.RESOURCE_LOCKED) {
       return new ConsumeError(q, `The broker refused consumer '${this.#def.name}' on queue '${q}': ${messageOf(err)}`, { cause: err });
     }

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { ConnectionManager } from '../amqp/connection.js';
 import { LiveChannel } from '../amqp/live-channel.js';
+import { permissionError } from '../amqp/permissions.js';
 import { amqpCode, brokerText, refusedExchange } from '../amqp/reply-codes.js';
 import type { ConfirmChannel, ConfirmResult, PublishProperties, Returned } from '../amqp/transport.js';
 import type { CopyPublisher } from '../dead-letter/copy.js';
@@ -112,7 +113,7 @@ export class Publisher implements CopyPublisher {
   /**
    * Validates, encodes and publishes a message. Resolves only after the broker confirms it;
    * rejects with ValidationError, MessageTooLargeError, PublishBufferFullError, UnroutableError,
-   * PublishNackedError, PublishError, PublishTimeoutError or ClosedError.
+   * PublishNackedError, PublishError, PermissionError (no write permission on the exchange), PublishTimeoutError or ClosedError.
    */
   publish<M extends MessageContract>(contract: M, payload: PayloadInput<M>, options: PublishOptions = {}): Promise<PublishReceipt> {
     if (publishChannel.hasSubscribers) return this.#tracedPublish(contract, payload, options);
@@ -290,7 +291,10 @@ export class Publisher implements CopyPublisher {
   #onLostConfirm(p: Pending, closeError: Error | undefined): void {
     if (p.settled) return;
     if (closeError !== undefined && refusedExchange(closeError) === p.exchange) {
-      this.#settle(p, new PublishError(p, brokerText(closeError), amqpCode(closeError), { cause: closeError }));
+      // Failed, not re-sent: the broker would refuse it again (a missing exchange, a missing write permission).
+      const what = p.kind === 'publish' ? `message ${p.messageId}` : `a retry or dead-letter copy of message ${p.messageId}`;
+      const refused = permissionError(closeError, { kind: 'publish', exchange: p.exchange, routingKey: p.routingKey, what });
+      this.#settle(p, refused ?? new PublishError(p, brokerText(closeError), amqpCode(closeError), { cause: closeError }));
       return;
     }
     // Collected here and put back at the front, in order, by the channel's 'close' handler.

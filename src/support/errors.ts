@@ -9,6 +9,7 @@ export type WarrenErrorCode =
   | 'MESSAGE_TOO_LARGE'
   | 'CONNECTION_FAILED'
   | 'ACCESS_REFUSED'
+  | 'PERMISSION_REFUSED'
   | 'CLOSED'
   | 'TOPOLOGY_MISMATCH'
   | 'TOPOLOGY_FAILED'
@@ -126,6 +127,60 @@ export class ConnectionError extends WarrenError {
 export class AccessRefusedError extends WarrenError {
   constructor(message: string, options: WarrenErrorOptions = {}) {
     super('ACCESS_REFUSED', message, options);
+  }
+}
+
+/** A RabbitMQ permission: what a user may do to an exchange or queue, each a regex of names per vhost. */
+export type Permission = 'configure' | 'write' | 'read';
+
+/** What the broker refused, read from its 403 text (see amqp/reply-codes.ts accessRefusal). */
+export interface Refusal {
+  /** The permission refused; undefined when the broker did not say (RabbitMQ before 4.0) and the operation needs more than one on this resource. */
+  readonly permission: Permission | undefined;
+  readonly resource: 'exchange' | 'queue';
+  /** The name to grant on: `amq.default` for the default exchange (''), which warren publishes retry and dead-letter copies through. */
+  readonly name: string;
+  readonly vhost: string;
+  readonly user: string;
+}
+
+/**
+ * The user lacks a permission (AMQP 403 on a channel): `permission` (configure / write / read) on
+ * the `resource` named `entity` in `vhost`. `operation` says what warren was doing and every
+ * permission that operation needs. Retrying does not help until the user's permissions change.
+ */
+export class PermissionError extends WarrenError {
+  readonly permission: Permission;
+  readonly resource: 'exchange' | 'queue';
+  readonly entity: string;
+  readonly vhost: string;
+  readonly user: string;
+  readonly operation: string;
+
+  /** Permissions that may have been refused instead (the broker did not say which): named in the message too. */
+  readonly alternatives: readonly Permission[];
+
+  /** `permission`: the one refused (from the broker, or the first the operation needs on this resource). `needs`: everything the operation needs, e.g. "configure and read on queue 'q', write on exchange 'amq.default'". */
+  constructor(refusal: Refusal & { permission: Permission }, operation: string, needs: string, options: WarrenErrorOptions & { alternatives?: readonly Permission[] } = {}) {
+    const { permission, resource, name, vhost, user } = refusal;
+    const alternatives = options.alternatives ?? [];
+    const which = alternatives.length > 0 ? `${permission} (or ${alternatives.join(' or ')}: RabbitMQ before 4.0 does not say which)` : permission;
+    const defaultExchange = name === 'amq.default' ? " ('amq.default' is the default exchange, '', which retry and dead-letter copies go through)" : '';
+    super(
+      'PERMISSION_REFUSED',
+      `RabbitMQ refused ${which} permission on ${resource} '${name}' in vhost '${vhost}' to user '${user}'${defaultExchange}, ` +
+        `while ${operation} (which needs ${needs}). Grant it: make the ${permission} regex of user '${user}' on vhost '${vhost}' match '${name}' ` +
+        `(rabbitmqctl set_permissions -p '${vhost}' '${user}' <configure> <write> <read> sets all three at once; keep the other two). ` +
+        'See "Least privilege" in the README.',
+      options,
+    );
+    this.permission = permission;
+    this.resource = resource;
+    this.entity = name;
+    this.vhost = vhost;
+    this.user = user;
+    this.operation = operation;
+    this.alternatives = alternatives;
   }
 }
 

@@ -1,4 +1,5 @@
 import { withChannel } from '../amqp/close.js';
+import { permissionError, type Operation } from '../amqp/permissions.js';
 import { amqpCode, brokerText, ReplyCode, replyCodeName } from '../amqp/reply-codes.js';
 import type { Channel, Link } from '../amqp/transport.js';
 import { DLQ_DELIVERY_LIMIT, type Topology } from '../define/topology.js';
@@ -15,19 +16,27 @@ export interface DeclareTarget {
   readonly management: ManagementClient | undefined;
   /** Where an entity an earlier warren declared differently, and that still works, is reported. */
   readonly log: Logger;
+  /**
+   * False (connect()'s `declare: false`): something else declares the topology (a deploy step
+   * running `warren topology apply`), so nothing is declared; a queue about to be consumed and
+   * its retry wait queues are only checked to exist (a passive declare, which needs no permission).
+   */
+  readonly declare: boolean;
 }
 
 /** Asserts every exchange, queue and binding of the topology on the broker. */
 export async function assertTopology(link: Link, target: DeclareTarget, options: { exclusiveQueues: boolean }): Promise<void> {
+  if (!target.declare) return;
   await runSteps(link, target, planTopology(target.topology, options));
 }
 
 /**
  * Asserts one queue as declared in the topology (see planQueue). Used to bring back a queue that
- * was deleted under a consumer. A queue that is not in the topology is only checked to exist.
+ * was deleted under a consumer. A queue that is not in the topology (or any, with `declare`
+ * false) is only checked to exist.
  */
 export async function assertQueueOf(link: Link, target: DeclareTarget, queueName: string): Promise<void> {
-  const steps = planQueue(target.topology, queueName);
+  const steps = target.declare ? planQueue(target.topology, queueName) : undefined;
   if (steps === undefined) {
     await withChannel(link, (ch) => ch.checkQueue(queueName));
     return;
@@ -54,7 +63,7 @@ async function runSteps(link: Link, target: DeclareTarget, steps: readonly Step[
         } catch (err) {
           const explained = await explain(err, step, target);
           const generated = step.kind === 'queue' && step.queue.deadLetterOf !== undefined;
-          if (!('entity' in explained)) other ??= explained;
+          if (explained instanceof Error) other ??= explained;
           else if (generated && isLegacyDeadLetterQueue(explained)) {
             target.log.warn(
               { queue: explained.entity, differences: explained.differences },
@@ -116,8 +125,27 @@ async function explain(err: unknown, step: Step, target: DeclareTarget): Promise
     const differences = actual !== undefined ? diff(declared, actual) : differenceFromText(declared, text);
     return { kind, entity, differences, brokerMessage: text };
   }
+  const refused = permissionError(err, operationOf(step));
+  if (refused !== undefined) return refused;
   const name = replyCodeName(code);
   return new TopologyError(`Declaring ${describeStep(step)} failed${name !== undefined ? ` (${code} ${name})` : ''}: ${text}`, { cause: err });
+}
+
+/** A step as the broker's permission check sees it. */
+function operationOf(step: Step): Operation {
+  switch (step.kind) {
+    case 'exchange': {
+      const ae = step.exchange.arguments['alternate-exchange'];
+      return { kind: 'declare-exchange', exchange: step.exchange.name, alternateExchange: typeof ae === 'string' ? ae : undefined };
+    }
+    case 'queue': {
+      const dlx = step.queue.arguments['x-dead-letter-exchange'];
+      const role = step.queue.deadLetterOf !== undefined ? 'dead-letter queue' : 'queue';
+      return { kind: 'declare-queue', queue: step.queue.name, deadLetterExchange: typeof dlx === 'string' ? dlx : undefined, role };
+    }
+    case 'binding':
+      return { kind: 'bind-queue', queue: step.queue.name, exchange: step.exchange, routingKey: step.routingKey };
+  }
 }
 
 /**
@@ -126,7 +154,27 @@ async function explain(err: unknown, step: Step, target: DeclareTarget): Promise
  * Durable, and replicated like its queue: a quorum queue's wait queues are quorum queues that
  * dead-letter at-least-once, so a message waiting for its retry survives the loss of a node.
  */
-export async function assertWaitQueue(link: Link, target: Pick<DeclareTarget, 'management' | 'vhost'>, queue: string, type: 'classic' | 'quorum' | 'stream', waitQueue: string, delayMs: number, log: Logger): Promise<void> {
+export async function assertWaitQueue(
+  link: Link,
+  target: Pick<DeclareTarget, 'management' | 'vhost' | 'declare'>,
+  queue: string,
+  type: 'classic' | 'quorum' | 'stream',
+  waitQueue: string,
+  delayMs: number,
+  log: Logger,
+): Promise<void> {
+  if (!target.declare) {
+    await withChannel(link, (ch) => ch.checkQueue(waitQueue)).catch((err: unknown) => {
+      throw amqpCode(err) === ReplyCode.NOT_FOUND
+        ? new TopologyError(
+            `Retry wait queue '${waitQueue}' of queue '${queue}' does not exist on vhost '${target.vhost}'. This client connects with declare: false, ` +
+              'so it must be declared beforehand: run `warren topology apply <app>` (it declares the consumers\' wait queues too) as a user with configure permission.',
+            { cause: err },
+          )
+        : new TopologyError(`Checking retry wait queue '${waitQueue}' failed: ${brokerText(err)}.`, { cause: err });
+    });
+    return;
+  }
   const args = waitQueueArguments(queue, type, delayMs);
   let refused: unknown;
   await withChannel(link, async (ch) => {
@@ -134,7 +182,10 @@ export async function assertWaitQueue(link: Link, target: Pick<DeclareTarget, 'm
       await ch.assertQueue(waitQueue, { durable: true, exclusive: false, autoDelete: false, arguments: args });
     } catch (err) {
       if (amqpCode(err) !== ReplyCode.PRECONDITION_FAILED) {
-        throw new TopologyError(`Declaring retry wait queue '${waitQueue}' failed: ${brokerText(err)}.`, { cause: err });
+        throw (
+          permissionError(err, { kind: 'declare-queue', queue: waitQueue, deadLetterExchange: '', role: 'retry wait queue' }) ??
+          new TopologyError(`Declaring retry wait queue '${waitQueue}' failed: ${brokerText(err)}.`, { cause: err })
+        );
       }
       refused = err;
     }
