@@ -301,7 +301,12 @@ export class Subscription implements ConsumerHandle {
   #consumeError(err: unknown): WarrenError {
     const q = this.#def.queue;
     const code = amqpCode(err);
-    if (code === ReplyCode.NOT_FOUND) return new ConsumeError(q, `Queue '${q}' does not exist. Declare it in the topology passed to connect().`, { cause: err });
+    if (code === ReplyCode.NOT_FOUND) {
+      const fix = this.#deps.declare.declare
+        ? 'Declare it in the topology passed to connect().'
+        : 'This client connects with declare: false, so it must be declared beforehand: run `warren topology apply <app>` as a user with configure permission.';
+      return new ConsumeError(q, `Queue '${q}' does not exist. ${fix}`, { cause: err });
+    }
     const refused = permissionError(err, { kind: 'consume', queue: q, consumer: this.#def.name });
     if (refused !== undefined) return refused;
     if (code === ReplyCode.ACCESS_REFUSED || code === ReplyCode.RESOURCE_LOCKED) {

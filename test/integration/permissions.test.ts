@@ -128,6 +128,24 @@ describe('least privilege: the grants in the README are enough', () => {
   });
 });
 
+describe('declare: false', () => {
+  it('declares nothing, and consume() names the deploy step when the queue or a wait queue was not declared beforehand', async () => {
+    expect.hasAssertions();
+    const b = await box();
+    const user = await b.user(grants.consumerNoDeclare);
+    const service = await client(user.url, { topology, declare: false });
+    const noRetry = defineConsumer({ name: 'no-retry', queue: 'billing.orders', message: OrderPlaced, handle: () => undefined });
+    const noQueue = await service.consume(noRetry).catch((e: unknown) => e);
+    expect(noQueue).toMatchObject({ code: 'CONSUME_FAILED', queue: 'billing.orders' });
+    expect((noQueue as Error).message).toContain('warren topology apply');
+    await deployStep(b); // the topology, but not the consumer's wait queues
+    const noWaitQueue = await service.consume(billing([])).catch((e: unknown) => e);
+    expect(noWaitQueue).toMatchObject({ code: 'TOPOLOGY_FAILED' });
+    expect((noWaitQueue as Error).message).toContain("Retry wait queue 'billing.orders.retry.200ms' of queue 'billing.orders' does not exist");
+    expect((noWaitQueue as Error).message).toContain('warren topology apply');
+  });
+});
+
 function expectRefused(err: unknown, expected: { permission: string; resource: string; entity: string; vhost: string }): PermissionError {
   expect(err).toBeInstanceOf(PermissionError);
   const e = err as PermissionError;
