@@ -9,7 +9,7 @@
  * | declare a queue                    | queue     | its dead-letter exchange| queue, if it has a dead-letter exchange   |
  * | bind a queue to an exchange        |           | queue                   | exchange      |
  * | publish                            |           | exchange                |               |
- * | consume, get                       |           |                         | queue         |
+ * | consume, get, purge                |           |                         | queue         |
  * | passive declare (check), ack, nack, qos, confirm.select | — | — | — |
  *
  * An entity that exists already is re-declared with configure alone (the alternate / dead-letter
@@ -32,7 +32,7 @@ export type Operation =
   | { readonly kind: 'bind-queue'; readonly queue: string; readonly exchange: string; readonly routingKey: string }
   | { readonly kind: 'publish'; readonly exchange: string; readonly routingKey: string; readonly what: string }
   | { readonly kind: 'consume'; readonly queue: string; readonly consumer: string }
-  | { readonly kind: 'get'; readonly queue: string };
+  | { readonly kind: 'get' | 'purge'; readonly queue: string };
 
 /** The broker's name of an exchange: the default exchange '' is `amq.default`. */
 export function exchangeName(name: string): string {
@@ -54,6 +54,7 @@ export function needs(op: Operation): Access[] {
       return [ex('write', op.exchange)];
     case 'consume':
     case 'get':
+    case 'purge':
       return [q('read', op.queue)];
   }
 }
@@ -73,6 +74,8 @@ export function describeOperation(op: Operation): string {
       return `attaching consumer '${op.consumer}' to queue '${op.queue}'`;
     case 'get':
       return `reading from queue '${op.queue}'`;
+    case 'purge':
+      return `purging queue '${op.queue}'`;
   }
 }
 

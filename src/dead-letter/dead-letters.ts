@@ -1,4 +1,5 @@
 import { withChannel } from '../amqp/close.js';
+import { permissionError } from '../amqp/permissions.js';
 import { amqpCode, ReplyCode } from '../amqp/reply-codes.js';
 import type { Channel, Inbound, Link } from '../amqp/transport.js';
 import { DLQ_SUFFIX, type Topology } from '../define/topology.js';
@@ -105,7 +106,7 @@ async function visit(link: Link, dlq: string, max: number, fn: (ch: Channel, msg
       try {
         m = await ch.get(dlq);
       } catch (err) {
-        if (amqpCode(err) !== ReplyCode.NOT_FOUND) throw err;
+        if (amqpCode(err) !== ReplyCode.NOT_FOUND) throw permissionError(err, { kind: 'get', queue: dlq }) ?? err;
         throw new TopologyError(`There is no queue '${dlq}' on this vhost: is the queue name right, and does its queue dead-letter (deadLetter in the topology)?`, {
           cause: err,
         });
@@ -152,7 +153,9 @@ export async function purgeDeadLetters(link: Link, dlq: string, options: PurgeOp
   if (options.filter === undefined && options.limit === undefined) {
     // All of them: one queue.purge, not a get per message.
     const purged = await withChannel(link, (ch) => ch.purgeQueue(dlq)).catch((err: unknown) => {
-      throw amqpCode(err) === ReplyCode.NOT_FOUND ? new TopologyError(`There is no queue '${dlq}' on this vhost: is the queue name right?`, { cause: err }) : err;
+      throw amqpCode(err) === ReplyCode.NOT_FOUND
+        ? new TopologyError(`There is no queue '${dlq}' on this vhost: is the queue name right?`, { cause: err })
+        : (permissionError(err, { kind: 'purge', queue: dlq }) ?? err);
     });
     return { purged, skipped: 0 };
   }

@@ -243,7 +243,7 @@ export class TopologyMismatchError extends WarrenError {
   }
 }
 
-/** Declaring topology failed for a reason other than a mismatch (e.g. access refused, missing exchange). */
+/** Declaring or checking topology failed for a reason other than a mismatch or a missing permission (e.g. a missing exchange, a wait queue not declared beforehand). */
 export class TopologyError extends WarrenError {
   constructor(message: string, options: WarrenErrorOptions = {}) {
     super('TOPOLOGY_FAILED', message, options);

@@ -128,6 +128,25 @@ describe('least privilege: the grants in the README are enough', () => {
   });
 });
 
+describe('least privilege: operators', () => {
+  it('peeking at dead letters needs read on the .dlq alone; without it PERMISSION_REFUSED names read on it', async () => {
+    expect.hasAssertions();
+    const b = await box();
+    await deployStep(b);
+    await b.asAdmin(async (ch) => {
+      ch.sendToQueue('billing.orders.dlq', Buffer.from('{"orderId":"bad"}'), { contentType: 'application/json', messageId: 'm-1' });
+      await ch.checkQueue('billing.orders.dlq');
+    });
+    const user = await b.user({ configure: NOTHING, write: NOTHING, read: '^billing\\.orders\\.dlq$' });
+    const operator = await client(user.url, { topology, declare: false });
+    expect((await operator.peekDeadLetters('billing.orders')).map((d) => d.messageId)).toEqual(['m-1']);
+    await b.grant(user.name, { configure: NOTHING, write: NOTHING, read: NOTHING });
+    const err = await operator.peekDeadLetters('billing.orders').catch((e: unknown) => e);
+    expectRefused(err, { permission: 'read', resource: 'queue', entity: 'billing.orders.dlq', vhost: b.vhost });
+    expect(await messagesIn(b, 'billing.orders.dlq')).toBe(1);
+  });
+});
+
 describe('declare: false', () => {
   it('declares nothing, and consume() names the deploy step when the queue or a wait queue was not declared beforehand', async () => {
     expect.hasAssertions();
