@@ -13,10 +13,13 @@ afterEach(async () => {
 });
 
 // The README's example names: one exchange, one queue with its dead-letter queue and one retry tier.
-const topology = defineTopology({
-  exchanges: { 'shop.orders': { type: 'topic' } },
-  queues: { 'billing.orders': { deadLetter: true, bindings: [{ exchange: 'shop.orders', routingKey: 'order.*' }] } },
-});
+function topologyOf(type: 'classic' | 'quorum') {
+  return defineTopology({
+    exchanges: { 'shop.orders': { type: 'topic' } },
+    queues: { 'billing.orders': { type, deadLetter: true, bindings: [{ exchange: 'shop.orders', routingKey: 'order.*' }] } },
+  });
+}
+const topology = topologyOf('classic');
 const exchangeOnly = defineTopology({ exchanges: { 'shop.orders': { type: 'topic' } } });
 const OrderPlaced = defineMessage({ name: 'order.placed', exchange: 'shop.orders', routingKey: 'order.placed', schema: z.object({ orderId: z.string() }) });
 
@@ -46,8 +49,8 @@ async function client(url: string, options: Partial<ConnectOptions> = {}): Promi
 }
 
 /** What the deploy step does: declare the topology and the consumers' wait queues, as an admin. */
-async function deployStep(b: Sandbox, consumers: Parameters<Warren['declare']>[0] = []): Promise<void> {
-  const admin = await connect({ urls: [b.adminUrl], topology, name: 'perms-deploy' });
+async function deployStep(b: Sandbox, consumers: Parameters<Warren['declare']>[0] = [], t = topology): Promise<void> {
+  const admin = await connect({ urls: [b.adminUrl], topology: t, name: 'perms-deploy' });
   await admin.declare(consumers);
   await admin.close();
 }
@@ -72,12 +75,12 @@ function billing(handled: { id: string; attempt: number }[]) {
 }
 
 /** Runs the consumer under `url`: ok is handled, flaky is retried once through the wait queue, bad reaches the DLQ. */
-async function runConsumer(b: Sandbox, url: string, options: Partial<ConnectOptions>): Promise<void> {
+async function runConsumer(b: Sandbox, url: string, options: Partial<ConnectOptions> & { topology: ReturnType<typeof topologyOf> }): Promise<void> {
   const log = memoryLogger('warn');
   const handled: { id: string; attempt: number }[] = [];
-  const service = await client(url, { topology, logger: log.logger, ...options });
+  const service = await client(url, { logger: log.logger, ...options });
   await service.consume(billing(handled));
-  const publisher = await client(b.adminUrl, { topology });
+  const publisher = await client(b.adminUrl, { topology: options.topology });
   for (const orderId of ['ok', 'flaky', 'bad']) await publisher.publish(OrderPlaced, { orderId });
   await waitFor(() => handled.length === 2, 'ok handled, and flaky on its second attempt', { timeoutMs: 15_000 });
   expect(handled.sort((a, b2) => a.id.localeCompare(b2.id))).toEqual([
@@ -112,19 +115,34 @@ describe('least privilege: the grants in the README are enough', () => {
     expect(await messagesIn(b, 'billing.orders')).toBe(1);
   });
 
-  it('a consumer-only service that declares its queue, dead-letter queue and wait queue runs with retry and dead-lettering', async () => {
+  it.each(['classic', 'quorum'] as const)('a consumer-only service that declares its %s queue, dead-letter queue and wait queue runs with retry and dead-lettering', async (type) => {
     expect.hasAssertions();
     const b = await box();
     const user = await b.user(grants.consumer);
-    await runConsumer(b, user.url, {});
+    await runConsumer(b, user.url, { topology: topologyOf(type) });
   });
 
-  it('a consumer-only service with declare: false runs with read on its queue and write on amq.default', async () => {
+  it.each(['classic', 'quorum'] as const)('a consumer-only service of a %s queue with declare: false runs with read on its queue and write on amq.default', async (type) => {
     expect.hasAssertions();
     const b = await box();
-    await deployStep(b, [billing([])]);
+    await deployStep(b, [billing([])], topologyOf(type));
     const user = await b.user(grants.consumerNoDeclare);
-    await runConsumer(b, user.url, { declare: false });
+    await runConsumer(b, user.url, { topology: topologyOf(type), declare: false });
+  });
+
+  it('managementUrl as the service user needs the management tag to name every difference of a mismatch; without it warren names the one in the broker\'s text', async () => {
+    expect.hasAssertions();
+    const b = await box();
+    // Someone declared the queue otherwise: two arguments differ.
+    await b.asAdmin((ch) => ch.assertQueue('billing.orders', { durable: true, arguments: { 'x-queue-type': 'classic', 'x-max-length': 10, 'x-message-ttl': 60_000 } }));
+    const mismatch = async (tags: string) => {
+      const user = await b.user(grants.consumer, tags);
+      const err = await connect({ urls: [user.url], managementUrl: user.managementUrl, topology, initialConnectTimeout: 5000 }).catch((e: unknown) => e);
+      expect(err).toMatchObject({ code: 'TOPOLOGY_MISMATCH', entity: 'billing.orders' });
+      return (err as { differences: { argument: string }[] }).differences.map((d) => d.argument).sort();
+    };
+    expect(await mismatch('management')).toEqual(['x-dead-letter-exchange', 'x-dead-letter-routing-key', 'x-max-length', 'x-message-ttl']);
+    expect(await mismatch('')).toHaveLength(1);
   });
 });
 
