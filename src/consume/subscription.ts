@@ -1,4 +1,5 @@
 import type { ConnectionManager } from '../amqp/connection.js';
+import { withChannel } from '../amqp/close.js';
 import { LiveChannel } from '../amqp/live-channel.js';
 import { permissionError } from '../amqp/permissions.js';
 import { amqpCode, ReplyCode } from '../amqp/reply-codes.js';
@@ -8,7 +9,7 @@ import { waitQueueName } from '../dead-letter/wait-queues.js';
 import { effectiveRetry, type Consumer } from '../define/consumer.js';
 import { retryTiers, type RetryPolicy } from '../define/retry-policy.js';
 import { consumerChannel } from '../instrument/channels.js';
-import { ClosedError, ConsumeError, messageOf, WarrenError } from '../support/errors.js';
+import { ClosedError, ConsumeError, messageOf, PermissionError, WarrenError } from '../support/errors.js';
 import type { Logger } from '../support/logger.js';
 import { assertQueueOf, assertWaitQueue, type DeclareTarget } from '../topology/apply.js';
 import { Acker } from './acker.js';
@@ -271,9 +272,12 @@ export class Subscription implements ConsumerHandle {
 
   /** Re-declares the queue (after the first attach), declares the retry wait queues, and subscribes. */
   async #subscribe(ch: Channel, link: Link): Promise<void> {
-    if (this.#attachedBefore) await assertQueueOf(link, this.#deps.declare, this.#def.queue);
+    if (this.#attachedBefore) await this.#declaredOrThere(link, this.#def.queue, () => assertQueueOf(link, this.#deps.declare, this.#def.queue));
     this.#waitQueues.clear();
-    for (const delayMs of this.#retry !== undefined ? retryTiers(this.#retry) : []) await this.#ensureWaitQueue(delayMs, link);
+    for (const delayMs of this.#retry !== undefined ? retryTiers(this.#retry) : []) {
+      await this.#declaredOrThere(link, waitQueueName(this.#def.queue, delayMs), () => this.#ensureWaitQueue(delayMs, link));
+      this.#waitQueues.add(delayMs);
+    }
     await ch.prefetch(this.#def.prefetch);
     let consumerTag: string;
     try {
@@ -288,6 +292,25 @@ export class Subscription implements ConsumerHandle {
     this.#attachedBefore = true;
     this.#setState({ name: 'attached', consumerTag });
     this.#log.info({ consumerTag, prefetch: this.#def.prefetch, concurrency: this.#def.concurrency }, 'consumer attached');
+  }
+
+  /**
+   * Declares a queue again; when a permission to do so is missing (revoked since the last attach,
+   * say) and the queue is there, consumes it as the broker has it, as a reconnect does with the
+   * topology. A queue that is not there still fails with the PermissionError: it is what to fix.
+   */
+  async #declaredOrThere(link: Link, queue: string, declare: () => Promise<void>): Promise<void> {
+    try {
+      await declare();
+    } catch (err) {
+      if (!(err instanceof PermissionError)) throw err;
+      const there = await withChannel(link, (ch) => ch.checkQueue(queue)).then(
+        () => true,
+        () => false,
+      );
+      if (!there) throw err;
+      this.#log.warn({ err, declaring: queue }, 'declaring this queue again was refused (a permission is missing); it is there, so it is used as the broker has it');
+    }
   }
 
   async #ensureWaitQueue(delayMs: number, link: Link | undefined): Promise<void> {

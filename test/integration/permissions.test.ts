@@ -298,6 +298,27 @@ describe('least privilege: a missing permission is named', () => {
     expect(handled[0]?.id).toBe('flaky');
   });
 
+  it('a reconnect that can no longer declare the topology (configure revoked) emits the PermissionError and carries on consuming', async () => {
+    expect.hasAssertions();
+    const b = await box();
+    const user = await b.user(grants.consumer);
+    const log = memoryLogger('warn');
+    const handled: { id: string; attempt: number }[] = [];
+    const service = await client(user.url, { topology, logger: log.logger, name: `${b.vhost}.svc` });
+    const errors: unknown[] = [];
+    service.on('error', (err) => errors.push(err));
+    await service.consume(billing(handled));
+    await b.grant(user.name, { ...grants.consumer, configure: NOTHING });
+    await waitFor(async () => (await management.closeConnectionsNamed(`${b.vhost}.svc:consume`)) > 0, 'the consume connection closed');
+    await waitFor(() => errors.length > 0, "the 'error' event");
+    expectRefused(errors[0], { permission: 'configure', resource: 'exchange', entity: 'shop.orders', vhost: b.vhost });
+    await waitFor(() => service.health().consumers[0]?.attached === true, 're-attached to the queue that is there');
+    const publisher = await client(b.adminUrl, { topology });
+    await publisher.publish(OrderPlaced, { orderId: 'ok' });
+    await waitFor(() => handled.length === 1, 'a message handled after the reconnect');
+    expect(log.records().filter((r) => r.msg === 'topology assertion failed after reconnect; carrying on with what the broker has')).toHaveLength(1);
+  });
+
   it('a consumer whose read is revoked while it runs stays detached with the reason, logs an error (not a storm), and re-attaches once it is granted again', async () => {
     expect.hasAssertions();
     const b = await box();
