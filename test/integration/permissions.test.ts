@@ -301,6 +301,23 @@ describe('least privilege: a missing permission is named', () => {
     expect(handled[0]?.id).toBe('flaky');
   });
 
+  it('a dead-letter copy refused (no write on amq.default) is rejected to the broker, which dead-letters it to the .dlq itself', async () => {
+    expect.hasAssertions();
+    const b = await box();
+    await deployStep(b, [billing([])]);
+    const user = await b.user({ ...grants.consumerNoDeclare, write: NOTHING });
+    const log = memoryLogger('warn');
+    const service = await client(user.url, { topology, declare: false, logger: log.logger });
+    await service.consume(billing([]));
+    const publisher = await client(b.adminUrl, { topology });
+    await publisher.publish(OrderPlaced, { orderId: 'bad' });
+    await waitFor(async () => (await messagesIn(b, 'billing.orders.dlq')) === 1, 'bad in the dead-letter queue');
+    expect(await messagesIn(b, 'billing.orders')).toBe(0);
+    const refused = log.records().find((r) => r.level === 50) as { msg: string; err: { code: string; permission: string; entity: string } };
+    expect(refused.msg).toBe('could not publish the dead letter; rejecting the message to the broker instead');
+    expect(refused.err).toMatchObject({ code: 'PERMISSION_REFUSED', permission: 'write', entity: 'amq.default' });
+  });
+
   it('a reconnect that can no longer declare the topology (configure revoked) emits the PermissionError and carries on consuming', async () => {
     expect.hasAssertions();
     const b = await box();
