@@ -9,12 +9,25 @@ import type { Logger } from '../support/logger.js';
 
 const MiB = 1024 * 1024;
 
+/** A `frameMax` URL parameter RabbitMQ 4.1+ accepts: absent, 0 (the broker's own), or at least 8192 bytes. */
+function frameMaxOk(value: string | null): boolean {
+  if (value === null) return true;
+  const n = Number(value);
+  return Number.isInteger(n) && (n === 0 || n >= 8192);
+}
+
 export const optionsSchema = z.strictObject({
   urls: z
     .array(
-      z.string().refine((u) => /^amqps?:\/\//.test(u) && URL.canParse(u), {
-        message: 'must be an amqp:// or amqps:// URL, e.g. amqp://user:pass@localhost:5672/vhost',
-      }),
+      z
+        .string()
+        .refine((u) => /^amqps?:\/\//.test(u) && URL.canParse(u), {
+          message: 'must be an amqp:// or amqps:// URL, e.g. amqp://user:pass@localhost:5672/vhost',
+          abort: true,
+        })
+        .refine((u) => frameMaxOk(new URL(u).searchParams.get('frameMax')), {
+          message: 'frameMax must be at least 8192 (RabbitMQ 4.1 refuses smaller frames) or 0 for the broker\'s own; leave it out for 131072',
+        }),
     )
     .min(1, 'give at least one broker URL'),
   name: z.string().min(1).default('warren'),
