@@ -103,6 +103,15 @@ async function explain(err: unknown, step: Step, target: DeclareTarget): Promise
   if (err instanceof WarrenError) return err;
   const code = amqpCode(err);
   const text = brokerText(err);
+  const unsupported = /unsupported queue type '([^']*)'/.exec(text);
+  if (code === ReplyCode.PRECONDITION_FAILED && step.kind === 'queue' && unsupported !== null) {
+    // Not a difference with an existing queue: this broker does not offer the type at all.
+    return new TopologyError(
+      `RabbitMQ refused ${describeStep(step)}: it does not offer queue type '${unsupported[1] ?? ''}' (disabled, or a plugin or ` +
+        `feature flag it needs is off). Enable it on the broker, or declare the queue with a type it offers (classic, quorum). Broker said: ${text}`,
+      { cause: err },
+    );
+  }
   if (code === ReplyCode.PRECONDITION_FAILED && step.kind !== 'binding') {
     const kind = step.kind;
     const entity = kind === 'exchange' ? step.exchange.name : step.queue.name;
