@@ -62,6 +62,18 @@ export function refusedExchange(err: unknown): string | undefined {
   return /exchange '([^']*)'/.exec(textOf(err))?.[1];
 }
 
+/**
+ * The consumer timeout (ms) when a channel-close error is RabbitMQ's "delivery acknowledgement on
+ * channel N timed out" (a delivery held unacked longer than `consumer_timeout`, 3.8.15 to 4.2;
+ * 4.3 cancels the consumer instead); undefined for any other error.
+ */
+export function consumerTimeoutOf(err: unknown): number | undefined {
+  if (amqpCode(err) !== ReplyCode.PRECONDITION_FAILED) return undefined;
+  const m = /delivery acknowledgement on channel \d+ timed out(?:\. Timeout value used: (\d+))?/.exec(textOf(err));
+  if (m === null) return undefined;
+  return m[1] !== undefined ? Number(m[1]) : Number.NaN;
+}
+
 /** What a failed connection attempt's text says went wrong. */
 export type ConnectFailure = 'login-refused' | 'vhost-refused' | 'other';
 
