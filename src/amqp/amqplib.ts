@@ -48,11 +48,14 @@ export const amqplibTransport: Transport = {
 class AmqplibLink extends TypedEmitter<LinkEvents> implements Link {
   readonly #model: ChannelModel;
   readonly #log: Logger;
+  readonly serverVersion: string | undefined;
 
   constructor(model: ChannelModel, log: Logger) {
     super();
     this.#model = model;
     this.#log = log;
+    const version: unknown = model.connection.serverProperties.version;
+    this.serverVersion = typeof version === 'string' ? version : undefined;
     // 'close' follows an 'error' with the same error; this listener only keeps the process alive.
     model.on('error', (err: Error) => log.debug({ err }, 'connection error'));
     model.on('close', (err?: Error) => this.emit('close', err));

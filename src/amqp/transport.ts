@@ -59,6 +59,8 @@ export interface Emits<Events extends { [K in keyof Events]: unknown[] }> {
 
 /** One connection to a broker. */
 export interface Link extends Emits<LinkEvents> {
+  /** The broker's version as it announced it at connection (`server-properties.version`, e.g. '4.0.5'), when it did. */
+  readonly serverVersion?: string | undefined;
   createChannel(): Promise<Channel>;
   createConfirmChannel(): Promise<ConfirmChannel>;
   /** Closes the connection; resolves when the broker acknowledged it (callers bound the wait, see closeWithin). */

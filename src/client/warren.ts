@@ -85,6 +85,7 @@ export class Warren extends TypedEmitter<WarrenEvents> {
   #closePromise: Promise<void> | undefined;
   /** close() has finished. */
   #closed = false;
+  #deliveryLimitsChecked = false;
 
   /** @internal Use `connect()`. */
   constructor(settings: Settings, topology: Topology, logger: Logger, socketOptions: SocketOptions, transport: Transport) {
@@ -149,6 +150,7 @@ export class Warren extends TypedEmitter<WarrenEvents> {
 
   /** Asserts the topology on a new connection. On a reconnect a mismatch is reported, not retried in a loop. */
   async #setup(conn: Link, initial: boolean, role: ConnectionRole): Promise<void> {
+    if (initial) this.#warnDeliveryLimits(conn);
     try {
       // An exclusive queue belongs to the connection that declares it: only the consume connection may.
       await assertTopology(conn, this.#declare, { exclusiveQueues: role === 'consume' });
@@ -159,6 +161,28 @@ export class Warren extends TypedEmitter<WarrenEvents> {
         return;
       }
       throw err;
+    }
+  }
+
+  /**
+   * RabbitMQ 4.x gives every quorum queue a delivery limit of 20 (3.x: none): a message returned
+   * 20 times (requeued by its handler, or unacked when its consumer's connection was lost) is then
+   * dead-lettered, or dropped when the queue has nowhere to dead-letter to. Said once per client,
+   * for each quorum queue of the topology with neither a dead-letter target nor its own limit.
+   */
+  #warnDeliveryLimits(conn: Link): void {
+    if (this.#deliveryLimitsChecked) return;
+    this.#deliveryLimitsChecked = true;
+    const major = Number.parseInt(conn.serverVersion ?? '', 10);
+    if (!(major >= 4)) return;
+    for (const q of this.topology.queues) {
+      if (q.type !== 'quorum' || q.deadLetterOf !== undefined) continue;
+      if ('x-dead-letter-exchange' in q.arguments || 'x-delivery-limit' in q.arguments) continue;
+      this.#log.warn(
+        { queue: q.name, broker: conn.serverVersion },
+        `RabbitMQ ${conn.serverVersion ?? '4'} drops a message of quorum queue '${q.name}' once it has been returned 20 times (requeued, or unacked when its consumer's connection was lost): ` +
+          'the queue has no dead-letter target. Set deadLetter: true to keep such messages in its .dlq, or deliveryLimit to choose the limit (unless a policy sets one)',
+      );
     }
   }
 
