@@ -89,6 +89,8 @@ describe('the credentials option', () => {
     ['username and usernameFile', { urls: ['amqp://rabbit'], credentials: { username: 'u', usernameFile: '/x', password: SECRET } }, 'give username or usernameFile, not both'],
     ['a password and no user name anywhere', { urls: ['amqp://rabbit'], credentials: { password: SECRET } }, 'a password is given without a user name'],
     ['an empty password', { urls: ['amqp://u@rabbit'], credentials: { password: '' } }, 'credentials.password: empty'],
+    ['a misspelt key', { urls: ['amqp://u@rabbit'], credentials: { passwrd: SECRET } as never }, 'Unrecognized key: "passwrd"'],
+    ['credentials that are not an object', { urls: ['amqp://u@rabbit'], credentials: SECRET as never }, 'credentials: Invalid input'],
     ['a management password twice', { urls: ['amqp://rabbit'], managementUrl: `http://m:${SECRET}@rabbit:15672`, managementCredentials: { password: SECRET } }, 'managementCredentials: the password is given twice'],
   ] as [string, ConnectOptions, string][])('refuses %s with a ConfigError that does not show it', async (_what, options, problem) => {
     expect.hasAssertions();
@@ -114,6 +116,46 @@ describe('the credentials option', () => {
     const err3 = await rejection({ urls: ['amqp://rabbit'], credentials: { username: 'u', passwordFile: dir }, transport });
     expect((err3 as Error).message).toContain('(EISDIR)');
     expect(attempts).toEqual([]);
+  });
+});
+
+describe('a transport error that quotes the password', () => {
+  it('is cleaned in the disconnected event, the log, and the diagnostics channel: message, stack and cause', async () => {
+    expect.hasAssertions();
+    const inner = memory();
+    const links: { emit(event: 'close', err: Error): void }[] = [];
+    const transport: Transport = {
+      name: 'quoting',
+      async connect(url, options) {
+        const link = await inner.connect(url, options);
+        links.push(link as unknown as { emit(event: 'close', err: Error): void });
+        return link;
+      },
+    };
+    const { pino } = await import('pino');
+    const lines: string[] = [];
+    const logger = pino({ level: 'trace' }, { write: (l: string) => void lines.push(l) });
+    const seen: unknown[] = [];
+    const diagnostics = await import('node:diagnostics_channel');
+    const onState = (m: unknown): void => void seen.push(m);
+    diagnostics.subscribe('warren:connection', onState);
+    try {
+      const w = await connect({ urls: ['amqp://u@rabbit'], credentials: { passwordFile: secretFile(SECRET) }, transport, logger });
+      closing.push(w);
+      const disconnected = new Promise<unknown>((resolve) => w.once('disconnected', ({ error }) => resolve(error)));
+      const reconnected = new Promise((resolve) => w.once('connected', resolve));
+      links[0]?.emit('close', new Error(`socket to amqp://u:${SECRET}@rabbit reset`, { cause: new Error(`inner ${encodeURIComponent(SECRET)}`) }));
+      const error = await disconnected;
+      await reconnected;
+      expect((error as Error).message).toBe('socket to amqp://u:***@rabbit reset');
+      expect((error as Error).cause).toMatchObject({ message: 'inner ***' });
+      const all = [texts(error), ...lines, JSON.stringify(seen)].join('\n');
+      expect(all).toContain('reset');
+      expect(all).not.toContain(SECRET);
+      expect(all).not.toContain(encodeURIComponent(SECRET));
+    } finally {
+      diagnostics.unsubscribe('warren:connection', onState);
+    }
   });
 });
 
