@@ -341,12 +341,12 @@ describe('credentials never leak', () => {
   it('the warren command logs in with WARREN_USERNAME and WARREN_PASSWORD_FILE, the management API too', async () => {
     expect.hasAssertions();
     const name = fixtureNames('login');
-    const env = cliEnv(name, { AMQP_URL: urlWith(undefined), RABBITMQ_MANAGEMENT_URL: '', WARREN_USERNAME: USER, WARREN_PASSWORD_FILE: secretFile(`${PASSWORD}\n`) });
-    delete env['RABBITMQ_MANAGEMENT_URL'];
+    // The management URL without a login (the one beside the broker is derived so too: see the unit tests).
+    const env = cliEnv(name, { AMQP_URL: urlWith(undefined), RABBITMQ_MANAGEMENT_URL: managementWith(undefined), WARREN_USERNAME: USER, WARREN_PASSWORD_FILE: secretFile(`${PASSWORD}\n`) });
     const publish = await cli(['publish', 'job.created', '--app', fixtureApp, '--data', JSON.stringify({ id: 'ok' })], env);
     expect(publish.stderr).toBe('');
     expect(publish.code).toBe(0);
-    // The management API beside the broker (port 15672 of its host), with the same login.
+    // The management API, with the same login.
     const diff = await cli(['topology', 'diff', fixtureApp, '--json'], env);
     expect(diff.stderr).toBe('');
     expect([0, 3]).toContain(diff.code);
