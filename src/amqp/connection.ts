@@ -329,11 +329,12 @@ export class ConnectionManager extends TypedEmitter<ConnectionEvents> {
   }
 
   /** An error safe to log or attach as a cause: its message, stack and causes have every password removed. */
-  #clean(err: unknown): Error {
+  #clean(err: unknown, depth = 0): Error {
     const e = err instanceof Error ? err : new Error(String(err));
     const secrets = [...this.#secrets];
     const text = redactSecrets(e.message, secrets);
-    const cause = e.cause instanceof Error ? this.#clean(e.cause) : undefined;
+    // A cause chain is short; a cycle (or a very deep one) is cut rather than followed.
+    const cause = e.cause instanceof Error && depth < 8 ? this.#clean(e.cause, depth + 1) : undefined;
     if (text === e.message && redactSecrets(e.stack ?? '', secrets) === (e.stack ?? '') && cause === e.cause) return e;
     const copy = new Error(text, cause !== undefined ? { cause } : undefined);
     copy.name = e.name;
