@@ -9,6 +9,7 @@ export type { DriftEntity, TopologyDrift } from './topology/drift.js';
 export { inspectBroker } from './client/inspect.js';
 export type { BrokerSnapshot, ConnectionSnapshot, InspectOptions, QueueSnapshot } from './client/inspect.js';
 export { redactSecrets, redactUrl } from './support/redact.js';
+export type { Credentials, ManagementCredentials } from './support/credentials.js';
 export { VERSION as version } from './support/version.js';
 
 export { defineTopology } from './define/topology.js';
@@ -84,6 +85,7 @@ export {
   ConfigError,
   ConnectionError,
   ConsumeError,
+  CredentialsError,
   ManagementError,
   DecodeError,
   MessageTooLargeError,

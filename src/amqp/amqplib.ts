@@ -33,6 +33,8 @@ export const amqplibTransport: Transport = {
       noDelay: true,
       timeout: options.connectTimeoutMs,
       ...socketOptions,
+      // SASL PLAIN with a login given apart from the URL (amqplib then ignores the URL's userinfo).
+      ...(options.login !== undefined ? { credentials: amqp.credentials.plain(options.login.username, options.login.password) } : {}),
       clientProperties: {
         connection_name: options.connectionName,
         product: 'warren',

@@ -2,6 +2,7 @@ import { connectionChannel } from '../instrument/channels.js';
 import { AccessRefusedError, ClosedError, ConnectionError, messageOf, WarrenError } from '../support/errors.js';
 import { TypedEmitter } from '../support/events.js';
 import type { Logger } from '../support/logger.js';
+import { readLogin, withoutUserinfo, type CredentialSource } from '../support/credentials.js';
 import { redactSecrets, redactUrl } from '../support/redact.js';
 import { failureLevel } from '../support/throttle.js';
 import { backoffDelay, type BackoffOptions } from './backoff.js';
@@ -52,6 +53,11 @@ export interface ConnectionManagerOptions {
   logger: Logger;
   socketOptions: SocketOptions;
   /**
+   * The login, apart from the URLs (files read at each attempt); what it leaves out comes from
+   * the URL. Undefined: the URL's userinfo, as written.
+   */
+  credentials?: CredentialSource;
+  /**
    * Runs on every new connection before it is announced as open (asserts the topology).
    * If it throws, the connection is closed and the attempt counts as failed; on the first
    * connection a WarrenError from it fails `start()` at once.
@@ -68,7 +74,8 @@ export class ConnectionManager extends TypedEmitter<ConnectionEvents> {
   readonly role: ConnectionRole;
   readonly #opts: ConnectionManagerOptions;
   readonly #log: Logger;
-  readonly #secrets: string[];
+  /** Every password this manager has used, as written and URL-encoded: removed from any text it logs or throws. */
+  readonly #secrets = new Set<string>();
   #state: ConnectionState = 'connecting';
   #connection: Link | undefined;
   #reason: string | undefined;
@@ -84,14 +91,25 @@ export class ConnectionManager extends TypedEmitter<ConnectionEvents> {
     this.role = options.role;
     this.#opts = options;
     this.#log = options.logger.child({ component: 'connection', role: options.role });
-    this.#secrets = options.urls.flatMap((u) => {
+    for (const u of options.urls) {
       try {
-        const p = new URL(u).password;
-        return p === '' ? [] : [p, decodeURIComponent(p)];
+        this.#addSecret(new URL(u).password);
       } catch {
-        return [];
+        // Not a URL: the options check refuses it before a manager is made.
       }
-    });
+    }
+    if (options.credentials?.password !== undefined) this.#addSecret(options.credentials.password);
+  }
+
+  #addSecret(password: string): void {
+    if (password === '') return;
+    let decoded = password;
+    try {
+      decoded = decodeURIComponent(password);
+    } catch {
+      // Not URL-encoded: as it is.
+    }
+    for (const s of [password, decoded, encodeURIComponent(decoded)]) this.#secrets.add(s);
   }
 
   get state(): ConnectionState {
@@ -214,12 +232,16 @@ export class ConnectionManager extends TypedEmitter<ConnectionEvents> {
 
   async #attempt(url: string, shownUrl: string, initial: boolean): Promise<void> {
     const o = this.#opts;
-    const conn = await o.transport.connect(url, {
+    // Read at each attempt: a rotated secret file is used from the next reconnect on.
+    const login = o.credentials !== undefined ? await readLogin(o.credentials, url) : undefined;
+    if (login !== undefined) this.#addSecret(login.password);
+    const conn = await o.transport.connect(login !== undefined ? withoutUserinfo(url) : url, {
       connectionName: this.connectionName,
       heartbeatSeconds: o.heartbeatSeconds,
       connectTimeoutMs: o.connectTimeoutMs,
       socketOptions: o.socketOptions,
       logger: this.#log,
+      ...(login !== undefined ? { login } : {}),
     });
     let lostDuringSetup: Error | undefined;
     const onSetupClose = (err?: Error): void => {
@@ -265,9 +287,9 @@ export class ConnectionManager extends TypedEmitter<ConnectionEvents> {
   #onClose(conn: Link, err: Error | undefined): void {
     if (conn !== this.#connection || this.#isClosing()) return;
     this.#connection = undefined;
-    const error = err ?? new Error('connection closed by the broker');
-    this.#log.warn({ err: this.#clean(error) }, 'connection lost; reconnecting');
-    this.#setState('connecting', this.#clean(error).message);
+    const error = this.#clean(err ?? new Error('connection closed by the broker'));
+    this.#log.warn({ err: error }, 'connection lost; reconnecting');
+    this.#setState('connecting', error.message);
     this.emit('lost', error);
     this.#connectLoop(false).catch((e: unknown) => {
       if (!(e instanceof ClosedError)) this.#log.error({ err: this.#clean(e) }, 'reconnect loop stopped unexpectedly');
@@ -289,11 +311,11 @@ export class ConnectionManager extends TypedEmitter<ConnectionEvents> {
   /** Turns whatever the transport threw into a WarrenError whose text holds no secret. */
   #toError(err: unknown, shownUrl: string): Error {
     if (err instanceof WarrenError) return err;
-    const text = redactSecrets(messageOf(err), this.#secrets);
+    const text = redactSecrets(messageOf(err), [...this.#secrets]);
     const failure = connectFailure(text);
     if (failure === 'login-refused') {
       return new AccessRefusedError(
-        `RabbitMQ at ${shownUrl} refused the login (403 ACCESS_REFUSED). Check the username and password in the URL.`,
+        `RabbitMQ at ${shownUrl} refused the login (403 ACCESS_REFUSED). Check the user name and password${this.#opts.credentials !== undefined ? ' (credentials, and the URL)' : ' in the URL'}.`,
         { cause: this.#clean(err) },
       );
     }
@@ -306,13 +328,18 @@ export class ConnectionManager extends TypedEmitter<ConnectionEvents> {
     return new ConnectionError(`Connecting to ${shownUrl} failed: ${text}`, { cause: this.#clean(err) });
   }
 
-  /** An error safe to log or attach as a cause: its message has every password removed. */
-  #clean(err: unknown): Error {
+  /** An error safe to log or attach as a cause: its message, stack and causes have every password removed. */
+  #clean(err: unknown, depth = 0): Error {
     const e = err instanceof Error ? err : new Error(String(err));
-    const text = redactSecrets(e.message, this.#secrets);
-    if (text === e.message) return e;
-    const copy = new Error(text);
+    const secrets = [...this.#secrets];
+    const text = redactSecrets(e.message, secrets);
+    // A cause chain is short; a cycle (or a very deep one) is cut rather than followed.
+    const cause = e.cause instanceof Error && depth < 8 ? this.#clean(e.cause, depth + 1) : undefined;
+    if (text === e.message && redactSecrets(e.stack ?? '', secrets) === (e.stack ?? '') && cause === e.cause) return e;
+    const copy = new Error(text, cause !== undefined ? { cause } : undefined);
     copy.name = e.name;
+    const code = (e as { code?: unknown }).code;
+    if (code !== undefined) Object.assign(copy, { code });
     return copy;
   }
 }

@@ -41,6 +41,11 @@ export interface LinkOptions {
   /** Extra socket options (TLS `ca`, `cert`, `key`, …), passed through to the socket. */
   socketOptions: SocketOptions;
   logger: Logger;
+  /**
+   * The user name and password to log in with, when they travel apart from the URL (the
+   * `credentials` option; the URL then has no userinfo). Never to be logged.
+   */
+  login?: { username: string; password: string };
 }
 
 /** Events of a link. `close` comes once, with the reason when the broker or the network ended it. */

@@ -6,6 +6,7 @@ import { retryPolicySchema, type RetryPolicyInput } from '../define/retry-policy
 import type { MessageContract } from '../define/message.js';
 import type { Topology } from '../define/topology.js';
 import type { Logger } from '../support/logger.js';
+import { credentialsProblems, type Credentials, type ManagementCredentials } from '../support/credentials.js';
 
 const MiB = 1024 * 1024;
 
@@ -15,6 +16,16 @@ function frameMaxOk(value: string | null): boolean {
   const n = Number(value);
   return Number.isInteger(n) && (n === 0 || n >= 8192);
 }
+
+const secretText = z.string().min(1, 'empty: leave it out, or give the value');
+const fileName = z.string().min(1, 'empty: give the path of the file');
+const managementCredentialsSchema = z.strictObject({
+  username: secretText.optional(),
+  password: secretText.optional(),
+  usernameFile: fileName.optional(),
+  passwordFile: fileName.optional(),
+});
+const credentialsSchema = managementCredentialsSchema.extend({ mechanism: z.enum(['PLAIN', 'EXTERNAL']).default('PLAIN') });
 
 export const optionsSchema = z.strictObject({
   urls: z
@@ -46,6 +57,8 @@ export const optionsSchema = z.strictObject({
     .string()
     .refine((u) => /^https?:\/\//.test(u) && URL.canParse(u), { message: 'must be an http(s):// URL of the management API' })
     .optional(),
+  credentials: credentialsSchema.optional(),
+  managementCredentials: managementCredentialsSchema.optional(),
   retry: retryPolicySchema.optional(),
   publisher: z
     .strictObject({
@@ -57,14 +70,32 @@ export const optionsSchema = z.strictObject({
       whenFull: z.enum(['reject', 'wait']).default('reject'),
     })
     .prefault({}),
+}).superRefine((o, ctx) => {
+  // Each of the user name and the password comes from one place: the URL or the credentials option.
+  const problems = new Set<string>();
+  if (o.credentials !== undefined && o.credentials.mechanism === 'PLAIN') {
+    o.urls.forEach((url, i) => credentialsProblems(o.credentials ?? {}, url, 'credentials', `urls.${i}`).forEach((p) => problems.add(p)));
+  }
+  if (o.managementCredentials !== undefined && o.managementUrl !== undefined) {
+    credentialsProblems(o.managementCredentials, o.managementUrl, 'managementCredentials', 'managementUrl').forEach((p) => problems.add(p));
+  }
+  for (const message of problems) ctx.addIssue({ code: 'custom', message });
 });
 
 export interface ConnectOptions {
   /**
-   * One or more broker URLs (a cluster's nodes), tried in turn. Credentials go in the URL.
-   * Required, but with the in-memory transport (`warren/testing`'s `memory()`), which has none.
+   * One or more broker URLs (a cluster's nodes), tried in turn. The login goes in the URL or in
+   * `credentials`. Required, but with the in-memory transport (`warren/testing`'s `memory()`), which has none.
    */
   urls?: string[];
+  /**
+   * The login, instead of writing it into the URLs: a user name and password, each given as a
+   * value or as a file (`usernameFile`, `passwordFile`: e.g. a Kubernetes secret mounted as a
+   * file), read at each connection attempt, so a rotated secret is picked up on reconnect.
+   * What it leaves out comes from the URL (e.g. `amqp://billing@rabbit` with `passwordFile`);
+   * the same field in both is a ConfigError. An unreadable or empty file fails with CredentialsError.
+   */
+  credentials?: Credentials;
   /** Names this service's connections in the management UI (`<name>:publish`, `<name>:consume`) and is sent as app-id. Default 'warren'. */
   name?: string;
   /** Exchanges, queues and bindings asserted on every (re)connect. */
@@ -89,6 +120,12 @@ export interface ConnectOptions {
   reconnect?: { initialDelay?: Duration; maxDelay?: Duration; factor?: number };
   /** The management HTTP API (e.g. http://guest:guest@localhost:15672), used only to name the differing arguments of a topology mismatch. */
   managementUrl?: string;
+  /**
+   * The management API's login, as `credentials` (files read at each request). Default: the
+   * user in `managementUrl`; if it has none, `credentials` (with the first URL's user name when
+   * they give none).
+   */
+  managementCredentials?: ManagementCredentials;
   publisher?: {
     /** Published and unconfirmed messages, at most. Default 1000. */
     maxInFlight?: number;

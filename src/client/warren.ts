@@ -29,6 +29,7 @@ import { TypedEmitter } from '../support/events.js';
 import { silentLogger, type Logger } from '../support/logger.js';
 import { assertTopology, assertWaitQueue, type DeclareTarget } from '../topology/apply.js';
 import { ManagementClient } from '../topology/management.js';
+import { userinfoOf, type CredentialSource } from '../support/credentials.js';
 import { optionsSchema, type ConnectOptions, type Settings } from './options.js';
 
 export type { ConnectOptions };
@@ -101,7 +102,7 @@ export class Warren extends TypedEmitter<WarrenEvents> {
     this.#declare = {
       topology,
       vhost: decodeURIComponent(firstUrl.pathname.slice(1)) || '/',
-      management: settings.managementUrl !== undefined ? new ManagementClient(settings.managementUrl) : undefined,
+      management: settings.managementUrl !== undefined ? new ManagementClient(settings.managementUrl, managementLogin(settings)) : undefined,
       log: this.#root.child({ component: 'topology' }),
     };
     this.#publishConn = this.#connectionManager('publish');
@@ -137,6 +138,7 @@ export class Warren extends TypedEmitter<WarrenEvents> {
       backoff: { initialDelayMs: s.reconnect.initialDelay, maxDelayMs: s.reconnect.maxDelay, factor: s.reconnect.factor },
       logger: this.#root,
       socketOptions: this.#socketOptions,
+      ...(s.credentials?.mechanism === 'PLAIN' ? { credentials: s.credentials } : {}),
       setup: (conn, ctx) => this.#setup(conn, ctx.initial, role),
     });
     m.on('state', (state, previous) => this.emit('state', { role, state, previous }));
@@ -397,6 +399,20 @@ export async function connect(options: ConnectOptions): Promise<Warren> {
     throw err;
   }
   return warren;
+}
+
+/**
+ * The management API's login: `managementCredentials`; else the user in `managementUrl`; else
+ * `credentials` (with the first AMQP URL's user name when they name none); else none.
+ */
+function managementLogin(s: Settings): CredentialSource | undefined {
+  if (s.managementCredentials !== undefined) return s.managementCredentials;
+  const inUrl = userinfoOf(s.managementUrl ?? '');
+  if (inUrl.username !== '' || inUrl.password !== '' || s.credentials?.mechanism !== 'PLAIN') return undefined;
+  const login: CredentialSource = { ...s.credentials };
+  delete (login as { mechanism?: unknown }).mechanism;
+  const user = login.username !== undefined || login.usernameFile !== undefined ? {} : { username: userinfoOf(s.urls[0] ?? '').username };
+  return { ...login, ...user };
 }
 
 /** Contracts whose exchange the topology does not declare: their first publish would fail with PUBLISH_FAILED (404). */

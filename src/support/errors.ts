@@ -23,7 +23,8 @@ export type WarrenErrorCode =
   | 'NON_RETRYABLE'
   | 'MANAGEMENT_FAILED'
   | 'NOT_MODELLED'
-  | 'NOT_SETTLED';
+  | 'NOT_SETTLED'
+  | 'CREDENTIALS_UNREADABLE';
 
 export interface WarrenErrorOptions {
   cause?: unknown;
@@ -126,6 +127,20 @@ export class ConnectionError extends WarrenError {
 export class AccessRefusedError extends WarrenError {
   constructor(message: string, options: WarrenErrorOptions = {}) {
     super('ACCESS_REFUSED', message, options);
+  }
+}
+
+/**
+ * A credentials file (`credentials.usernameFile` / `passwordFile`) cannot be read or is empty. The
+ * message and `path` name the file, never its contents. At connect() it fails at once; on a
+ * reconnect the attempt fails and is retried (the file is read again each time).
+ */
+export class CredentialsError extends WarrenError {
+  readonly path: string;
+
+  constructor(message: string, options: WarrenErrorOptions & { path: string }) {
+    super('CREDENTIALS_UNREADABLE', message, options);
+    this.path = options.path;
   }
 }
 
