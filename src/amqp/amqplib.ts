@@ -1,9 +1,11 @@
 import amqp, { type Channel as AmqplibChannel, type ChannelModel, type ConfirmChannel as AmqplibConfirmChannel, type Message } from 'amqplib';
-import { messageOf } from '../support/errors.js';
+import { messageOf, TlsError } from '../support/errors.js';
 import { TypedEmitter } from '../support/events.js';
 import type { Logger } from '../support/logger.js';
 import { VERSION } from '../support/version.js';
+import { redactUrl } from '../support/redact.js';
 import { batchSocketWrites } from './batch-writes.js';
+import { speaksTls, tlsSocketOptions } from './tls.js';
 import type {
   Channel,
   ChannelEvents,
@@ -21,7 +23,6 @@ import type {
   Transport,
 } from './transport.js';
 
-
 /** The transport over amqplib: the only module in warren that imports it. */
 export const amqplibTransport: Transport = {
   name: 'amqplib',
@@ -29,21 +30,38 @@ export const amqplibTransport: Transport = {
     const target = new URL(url);
     if (!target.searchParams.has('heartbeat')) target.searchParams.set('heartbeat', String(options.heartbeatSeconds));
     const socketOptions = options.socketOptions;
-    const model = await amqp.connect(target.toString(), {
-      noDelay: true,
-      timeout: options.connectTimeoutMs,
-      ...socketOptions,
-      clientProperties: {
-        connection_name: options.connectionName,
-        product: 'warren',
-        version: VERSION,
-        ...socketOptions.clientProperties,
-      },
-    });
+    const secure = target.protocol === 'amqps:';
+    let model: ChannelModel;
+    try {
+      model = await amqp.connect(target.toString(), {
+        noDelay: true,
+        timeout: options.connectTimeoutMs,
+        // socketOptions after `tls`: without `tls` its own TLS keys (the older way) still apply;
+        // with `tls`, connect() refuses socketOptions that hold any.
+        ...(secure ? tlsSocketOptions(options.tls) : {}),
+        ...socketOptions,
+        ...(options.mechanism === 'EXTERNAL' ? { credentials: amqp.credentials.external() } : {}),
+        clientProperties: {
+          connection_name: options.connectionName,
+          product: 'warren',
+          version: VERSION,
+          ...socketOptions.clientProperties,
+        },
+      });
+    } catch (err) {
+      // A TLS listener closes a plain AMQP connection without a word: find out whether that is why.
+      if (!secure && messageOf(err) === CLOSED_DURING_HANDSHAKE && (await speaksTls(target.hostname, Number(target.port || 5672), options.connectTimeoutMs))) {
+        throw new TlsError('tls-required', redactUrl(url), { cause: err });
+      }
+      throw err;
+    }
     if (!batchSocketWrites(model)) options.logger.debug('amqplib internals differ from what warren expects; frames are written one by one');
     return new AmqplibLink(model, options.logger);
   },
 };
+
+/** amqplib's text when the server closed the socket before the AMQP handshake was done. */
+const CLOSED_DURING_HANDSHAKE = 'Socket closed abruptly during opening handshake';
 
 class AmqplibLink extends TypedEmitter<LinkEvents> implements Link {
   readonly #model: ChannelModel;

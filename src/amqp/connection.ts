@@ -1,5 +1,5 @@
 import { connectionChannel } from '../instrument/channels.js';
-import { AccessRefusedError, ClosedError, ConnectionError, messageOf, WarrenError } from '../support/errors.js';
+import { AccessRefusedError, ClosedError, ConnectionError, messageOf, TlsError, WarrenError } from '../support/errors.js';
 import { TypedEmitter } from '../support/events.js';
 import type { Logger } from '../support/logger.js';
 import { redactSecrets, redactUrl } from '../support/redact.js';
@@ -7,7 +7,8 @@ import { failureLevel } from '../support/throttle.js';
 import { backoffDelay, type BackoffOptions } from './backoff.js';
 import { closeWithin } from './close.js';
 import { connectFailure } from './reply-codes.js';
-import type { Link, SocketOptions, Transport } from './transport.js';
+import { tlsFailure } from './tls.js';
+import type { AuthMechanism, Link, SocketOptions, TlsOptions, Transport } from './transport.js';
 
 export type ConnectionRole = 'publish' | 'consume';
 
@@ -51,6 +52,9 @@ export interface ConnectionManagerOptions {
   backoff: BackoffOptions;
   logger: Logger;
   socketOptions: SocketOptions;
+  /** TLS for amqps:// URLs; its passphrase (and socketOptions') is kept out of every log line, error and event. */
+  tls: TlsOptions;
+  mechanism: AuthMechanism;
   /**
    * Runs on every new connection before it is announced as open (asserts the topology).
    * If it throws, the connection is closed and the attempt counts as failed; on the first
@@ -92,6 +96,9 @@ export class ConnectionManager extends TypedEmitter<ConnectionEvents> {
         return [];
       }
     });
+    for (const passphrase of [options.tls.passphrase, options.socketOptions.passphrase]) {
+      if (typeof passphrase === 'string' && passphrase !== '') this.#secrets.push(passphrase);
+    }
   }
 
   get state(): ConnectionState {
@@ -204,8 +211,16 @@ export class ConnectionManager extends TypedEmitter<ConnectionEvents> {
             { cause: lastError },
           );
         }
-        // A reconnect storm logs loudly once, then quietly, with a reminder every 20 attempts.
-        this.#log[failureLevel(attempt)]({ url: shownUrl, attempt, delayMs, err }, 'connection attempt failed; retrying');
+        // A reconnect storm logs loudly once, then quietly, with a reminder every 20 attempts. A TLS
+        // failure (a certificate expired or replaced under a running service) waits for someone
+        // to fix it: an error, not a warning.
+        const level = failureLevel(attempt);
+        if (err instanceof TlsError) {
+          const fields = { url: shownUrl, attempt, delayMs, err, code: err.code, reason: err.reason, tlsCode: err.tlsCode };
+          this.#log[level === 'warn' ? 'error' : level](fields, 'TLS connection refused; retrying with backoff until it is fixed');
+        } else {
+          this.#log[level]({ url: shownUrl, attempt, delayMs, err }, 'connection attempt failed; retrying');
+        }
         this.emit('reconnecting', { role: this.role, attempt, delayMs, url: shownUrl, error: err });
         await this.#sleep(delayMs);
       }
@@ -219,6 +234,8 @@ export class ConnectionManager extends TypedEmitter<ConnectionEvents> {
       heartbeatSeconds: o.heartbeatSeconds,
       connectTimeoutMs: o.connectTimeoutMs,
       socketOptions: o.socketOptions,
+      tls: o.tls,
+      mechanism: o.mechanism,
       logger: this.#log,
     });
     let lostDuringSetup: Error | undefined;
@@ -290,7 +307,30 @@ export class ConnectionManager extends TypedEmitter<ConnectionEvents> {
   #toError(err: unknown, shownUrl: string): Error {
     if (err instanceof WarrenError) return err;
     const text = redactSecrets(messageOf(err), this.#secrets);
+    const tls = tlsFailure(err);
+    if (tls !== undefined) {
+      // Node's TLS errors carry the peer's whole certificate: the cause keeps only name, code and text.
+      const cause = Object.assign(new Error(text), { name: err instanceof Error ? err.name : 'Error', code: tls.tlsCode });
+      return new TlsError(tls.reason, shownUrl, { tlsCode: tls.tlsCode, detail: redactSecrets(tls.detail, this.#secrets), cause });
+    }
     const failure = connectFailure(text);
+    if (failure === 'mechanism-not-offered') {
+      return new AccessRefusedError(
+        `RabbitMQ at ${shownUrl} does not offer the ${this.#opts.mechanism} login mechanism. ` +
+          (this.#opts.mechanism === 'EXTERNAL'
+            ? 'Enable the rabbitmq_auth_mechanism_ssl plugin and list EXTERNAL in auth_mechanisms on the broker, or log in with a user name and password.'
+            : 'Check auth_mechanisms on the broker.'),
+        { cause: this.#clean(err) },
+      );
+    }
+    if (failure === 'login-refused' && this.#opts.mechanism === 'EXTERNAL') {
+      return new AccessRefusedError(
+        `RabbitMQ at ${shownUrl} refused the EXTERNAL login (403 ACCESS_REFUSED). It takes the user name from the client ` +
+          "certificate (the broker's ssl_cert_login_from: the subject's DN by default, or its common_name): give tls.cert and tls.key, " +
+          'and check that a user of that name exists on the broker and may use the vhost.',
+        { cause: this.#clean(err) },
+      );
+    }
     if (failure === 'login-refused') {
       return new AccessRefusedError(
         `RabbitMQ at ${shownUrl} refused the login (403 ACCESS_REFUSED). Check the username and password in the URL.`,

@@ -1,5 +1,6 @@
 import { z } from 'zod';
-import type { SocketOptions, Transport } from '../amqp/transport.js';
+import { TLS_OPTION_NAMES } from '../amqp/tls.js';
+import type { AuthMechanism, Pem, SocketOptions, Transport } from '../amqp/transport.js';
 import { durationMs } from '../define/config.js';
 import type { Duration } from '../define/duration.js';
 import { retryPolicySchema, type RetryPolicyInput } from '../define/retry-policy.js';
@@ -8,6 +9,25 @@ import type { Topology } from '../define/topology.js';
 import type { Logger } from '../support/logger.js';
 
 const MiB = 1024 * 1024;
+
+const pemPart = z.union([z.string(), z.instanceof(Buffer)], { message: 'must be PEM text or a Buffer' });
+const pem = z.union([pemPart, z.array(pemPart)], { message: 'must be PEM text or a Buffer, or an array of them' });
+
+const tlsSchema = z
+  .strictObject({
+    ca: pem.optional(),
+    cert: pem.optional(),
+    key: pem.optional(),
+    pfx: pem.optional(),
+    passphrase: z.string().optional(),
+    servername: z.string().min(1).optional(),
+    rejectUnauthorized: z.boolean().default(true),
+    minVersion: z.enum(['TLSv1.2', 'TLSv1.3'], { message: "must be 'TLSv1.2' or 'TLSv1.3' (older versions are broken)" }).default('TLSv1.2'),
+  })
+  .superRefine((t, ctx) => {
+    if (t.key !== undefined && t.cert === undefined) ctx.addIssue({ code: 'custom', path: ['cert'], message: 'tls.key is given without tls.cert: give the client certificate with its key' });
+    if (t.cert !== undefined && t.key === undefined) ctx.addIssue({ code: 'custom', path: ['key'], message: 'tls.cert is given without tls.key: give the key of the client certificate' });
+  });
 
 export const optionsSchema = z.strictObject({
   urls: z
@@ -44,7 +64,43 @@ export const optionsSchema = z.strictObject({
       whenFull: z.enum(['reject', 'wait']).default('reject'),
     })
     .prefault({}),
+  tls: tlsSchema.optional(),
+  credentials: z
+    .strictObject({
+      mechanism: z.enum(['PLAIN', 'EXTERNAL'], { message: "must be 'PLAIN' (user name and password) or 'EXTERNAL' (the client certificate)" }).default('PLAIN'),
+    })
+    .prefault({}),
 });
+
+/** Only the names are read (never the values: a passphrase must not reach an error message). */
+type SocketOptionNames = Readonly<Record<string, unknown>>;
+
+/**
+ * What is wrong with TLS and login taken together: `tls` with an amqp:// URL, EXTERNAL without
+ * TLS or a client certificate, a TLS setting in both `tls` and `socketOptions`. Reads the raw
+ * options (anything a JavaScript caller passes); the shapes are the schema's to check.
+ */
+export function securityProblems(options: { urls?: unknown; tls?: unknown; credentials?: unknown }, socketOptions: SocketOptionNames): string[] {
+  const problems: string[] = [];
+  const urls = Array.isArray(options.urls) ? options.urls.filter((u): u is string => typeof u === 'string') : [];
+  const plain = urls.map((u, i) => [u, i] as const).filter(([u]) => u.startsWith('amqp://'));
+  const tls = typeof options.tls === 'object' && options.tls !== null ? (options.tls as Record<string, unknown>) : undefined;
+  const mechanism = typeof options.credentials === 'object' && options.credentials !== null ? (options.credentials as { mechanism?: unknown }).mechanism : undefined;
+  for (const [, i] of plain) {
+    if (tls !== undefined) problems.push(`urls.${i}: tls is given, but this URL is amqp:// (no TLS); use amqps:// and the broker's TLS port (usually 5671)`);
+    else if (mechanism === 'EXTERNAL') problems.push(`urls.${i}: credentials.mechanism 'EXTERNAL' logs in with a client certificate, which needs TLS: use amqps://`);
+  }
+  if (tls !== undefined) {
+    for (const name of TLS_OPTION_NAMES) {
+      if (socketOptions[name] !== undefined) problems.push(`socketOptions.${name}: with tls given, TLS settings go in tls only; move it to tls.${name}`);
+    }
+  }
+  const has = (name: string): boolean => tls?.[name] !== undefined || socketOptions[name] !== undefined;
+  if (mechanism === 'EXTERNAL' && !has('cert') && !has('pfx')) {
+    problems.push("credentials.mechanism: 'EXTERNAL' logs in as the client certificate's user: give tls.cert and tls.key (or tls.pfx)");
+  }
+  return problems;
+}
 
 export interface ConnectOptions {
   /**
@@ -92,7 +148,38 @@ export interface ConnectOptions {
   };
   /** The retry policy of consumers that have none of their own (see defineConsumer's `retry`). Default: none. */
   retry?: RetryPolicyInput;
-  /** Extra socket options (e.g. TLS `ca`, `cert`, `key`). TCP_NODELAY is on. */
+  /**
+   * TLS for `amqps://` URLs (given with an amqp:// URL it is a ConfigError). Without it, an
+   * amqps:// URL checks the broker's certificate against Node's public CAs, TLS 1.2 or later.
+   */
+  tls?: {
+    /** The CA (or chain) that signed the broker's certificate, PEM. Default: Node's public CAs. */
+    ca?: Pem;
+    /** This client's certificate, PEM: for a broker that verifies clients, and for EXTERNAL login. */
+    cert?: Pem;
+    /** The client certificate's private key, PEM (encrypted: give `passphrase`). */
+    key?: Pem;
+    /** Certificate and key in one PKCS#12 bundle, instead of `cert` and `key`. */
+    pfx?: Pem;
+    /** Decrypts `key` or `pfx`. Never logged, nor put in an error or event. */
+    passphrase?: string;
+    /** The name the broker's certificate must carry (and sent as SNI). Default: the URL's host. */
+    servername?: string;
+    /** Check the broker's certificate: its CA, its name, its dates. Default true; false says so in a warning at connect(). */
+    rejectUnauthorized?: boolean;
+    /** Default 'TLSv1.2'. */
+    minVersion?: 'TLSv1.2' | 'TLSv1.3';
+  };
+  /** How warren logs in. */
+  credentials?: {
+    /**
+     * 'PLAIN' (default): the user name and password in the URL. 'EXTERNAL': the client
+     * certificate (`tls.cert`) names the user; needs amqps:// and the broker's
+     * rabbitmq_auth_mechanism_ssl plugin.
+     */
+    mechanism?: AuthMechanism;
+  };
+  /** Extra socket options (keep-alive, client properties, …). TCP_NODELAY is on. TLS settings go in `tls`. */
   socketOptions?: SocketOptions;
   /**
    * How warren reaches the broker. Default: AMQP 0-9-1 over TCP. The seam an in-memory transport
