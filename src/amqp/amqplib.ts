@@ -49,8 +49,9 @@ export const amqplibTransport: Transport = {
         },
       });
     } catch (err) {
-      // A TLS listener closes a plain AMQP connection without a word: find out whether that is why.
-      if (!secure && messageOf(err) === CLOSED_DURING_HANDSHAKE && (await speaksTls(target.hostname, Number(target.port || 5672), options.connectTimeoutMs))) {
+      // A TLS listener closes a plain AMQP connection without a word (or resets it, when our
+      // header is still unread): find out whether that is why.
+      if (!secure && closedWithoutAWord(err) && (await speaksTls(target.hostname, Number(target.port || 5672), options.connectTimeoutMs))) {
         throw new TlsError('tls-required', redactUrl(url), { cause: err });
       }
       throw err;
@@ -60,8 +61,10 @@ export const amqplibTransport: Transport = {
   },
 };
 
-/** amqplib's text when the server closed the socket before the AMQP handshake was done. */
-const CLOSED_DURING_HANDSHAKE = 'Socket closed abruptly during opening handshake';
+/** The server closed (amqplib's text) or reset the socket before the AMQP handshake was done. */
+function closedWithoutAWord(err: unknown): boolean {
+  return messageOf(err) === 'Socket closed abruptly during opening handshake' || (err as { code?: unknown } | undefined)?.code === 'ECONNRESET';
+}
 
 class AmqplibLink extends TypedEmitter<LinkEvents> implements Link {
   readonly #model: ChannelModel;
