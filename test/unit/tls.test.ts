@@ -155,3 +155,28 @@ describe('a TLS failure on the connection', () => {
     expect(warren.state).toBe('open');
   });
 });
+
+describe('an EXTERNAL login the broker refuses', () => {
+  const external = { urls: ['amqps://mq:5671'], tls: { cert: 'C', key: 'K' }, credentials: { mechanism: 'EXTERNAL' as const } };
+
+  it.each([
+    [
+      'a certificate that names no user of the broker (403)',
+      'Handshake terminated by server: 403 (ACCESS-REFUSED) with message "ACCESS_REFUSED - Login was refused using authentication mechanism EXTERNAL."',
+      "refused the EXTERNAL login (403 ACCESS_REFUSED). It takes the user name from the client certificate (the broker's ssl_cert_login_from",
+    ],
+    [
+      'a broker without the EXTERNAL mechanism',
+      'SASL mechanism EXTERNAL is not provided by the server',
+      'does not offer the EXTERNAL login mechanism. Enable the rabbitmq_auth_mechanism_ssl plugin and list EXTERNAL in auth_mechanisms',
+    ],
+  ])('fails connect() at once with ACCESS_REFUSED for %s, saying what to check', async (_what, amqplibText, says) => {
+    expect.hasAssertions();
+    const transport = new ScriptedTransport();
+    transport.failNext('connect', new Error(amqplibText));
+    const err: unknown = await connect({ ...external, transport }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'ACCESS_REFUSED', name: 'AccessRefusedError' });
+    expect((err as Error).message).toContain(says);
+    expect(transport.of('failed')).toHaveLength(1);
+  });
+});
