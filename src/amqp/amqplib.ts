@@ -5,7 +5,7 @@ import type { Logger } from '../support/logger.js';
 import { VERSION } from '../support/version.js';
 import { redactUrl } from '../support/redact.js';
 import { batchSocketWrites } from './batch-writes.js';
-import { speaksTls, tlsSocketOptions } from './tls.js';
+import { checkTlsMaterial, speaksTls, tlsSocketOptions } from './tls.js';
 import type {
   Channel,
   ChannelEvents,
@@ -31,14 +31,16 @@ export const amqplibTransport: Transport = {
     if (!target.searchParams.has('heartbeat')) target.searchParams.set('heartbeat', String(options.heartbeatSeconds));
     const socketOptions = options.socketOptions;
     const secure = target.protocol === 'amqps:';
+    // socketOptions after `tls`: without `tls` its own TLS keys (the older way) still apply; with
+    // `tls`, connect() refuses socketOptions that hold any.
+    const tlsOptions = secure ? { ...tlsSocketOptions(options.tls), ...socketOptions } : {};
+    if (secure) checkTlsMaterial(tlsOptions);
     let model: ChannelModel;
     try {
       model = await amqp.connect(target.toString(), {
         noDelay: true,
         timeout: options.connectTimeoutMs,
-        // socketOptions after `tls`: without `tls` its own TLS keys (the older way) still apply;
-        // with `tls`, connect() refuses socketOptions that hold any.
-        ...(secure ? tlsSocketOptions(options.tls) : {}),
+        ...tlsOptions,
         ...socketOptions,
         ...(options.mechanism === 'EXTERNAL' ? { credentials: amqp.credentials.external() } : {}),
         clientProperties: {

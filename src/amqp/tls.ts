@@ -78,10 +78,26 @@ const MATERIAL: Record<string, TlsFailureReason> = {
   ERR_OSSL_SSL_KEY_VALUES_MISMATCH: 'key-mismatch',
 };
 
+/** Marks an error from reading the TLS options (see `checkTlsMaterial`). */
+const MATERIAL_ERROR = Symbol('warren.tlsMaterial');
+
+/**
+ * Reads the certificates and keys of `options` (what the socket would do first) and throws what
+ * reading them threw, marked so that `tlsFailure` knows it for a problem with them: Node raises
+ * some of these (a PKCS#12 bundle's wrong passphrase: "mac verify failure") without a code.
+ */
+export function checkTlsMaterial(options: SocketOptions): void {
+  try {
+    tls.createSecureContext(options);
+  } catch (err) {
+    throw Object.assign(err instanceof Error ? err : new Error(String(err)), { [MATERIAL_ERROR]: true });
+  }
+}
+
 export interface TlsFailure {
   reason: TlsFailureReason;
-  /** Node's or OpenSSL's code. */
-  tlsCode: string;
+  /** Node's or OpenSSL's code, when the error has one. */
+  tlsCode: string | undefined;
   /** The TLS library's own words: OpenSSL's short reason ("wrong version number"), else the error's message. */
   detail: string;
 }
@@ -94,12 +110,17 @@ function codeOf(err: unknown): string | undefined {
 /** Which TLS failure an error from a connection attempt is, or undefined when it is not one (a refused TCP connection, a login refused, …). */
 export function tlsFailure(err: unknown): TlsFailure | undefined {
   const tlsCode = codeOf(err);
-  if (tlsCode === undefined) return undefined;
-  const reason = reasonOf(tlsCode);
+  const reason = (tlsCode === undefined ? undefined : reasonOf(tlsCode)) ?? materialReason(err);
   if (reason === undefined) return undefined;
   const openssl = (err as { reason?: unknown }).reason;
   const detail = reason !== 'hostname-mismatch' && typeof openssl === 'string' ? openssl : err instanceof Error ? err.message.trim() : '';
   return { reason, tlsCode, detail };
+}
+
+/** What a marked error from reading the TLS options (whatever its code) was about. */
+function materialReason(err: unknown): TlsFailureReason | undefined {
+  if (typeof err !== 'object' || err === null || !(MATERIAL_ERROR in err)) return undefined;
+  return /mac verify failure|bad decrypt/i.test(err instanceof Error ? err.message : '') ? 'key-passphrase' : 'unreadable-tls-material';
 }
 
 function reasonOf(code: string): TlsFailureReason | undefined {

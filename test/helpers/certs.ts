@@ -41,6 +41,8 @@ export interface TestCertificates {
   strangerClient: Issued;
   /** `client`'s key again, encrypted (AES-256) with `passphrase`. */
   encryptedClientKey: string;
+  /** `client`'s certificate and key in a PKCS#12 bundle, encrypted with `passphrase`. */
+  clientPfx: Buffer;
   passphrase: string;
   clientUser: string;
 }
@@ -90,6 +92,7 @@ export async function makeCertificates(dir: string, clientUser: string): Promise
   await sign(dir, 'stranger-client', 'ca', 'stranger', 30, clientExt);
   const passphrase = `key-pass-${randomBytes(6).toString('hex')}`;
   openssl(dir, ['pkey', '-in', 'client.key', '-out', 'client-encrypted.key', '-aes256', '-passout', `pass:${passphrase}`]);
+  openssl(dir, ['pkcs12', '-export', '-in', 'client.pem', '-inkey', 'client.key', '-out', 'client.p12', '-passout', `pass:${passphrase}`]);
   // The node reads its files as the `rabbitmq` user; nothing here is a real secret.
   execFileSync('chmod', ['-R', 'a+rX', dir]);
   return {
@@ -102,6 +105,7 @@ export async function makeCertificates(dir: string, clientUser: string): Promise
     untrustedClient: await issued(dir, 'untrusted-client'),
     strangerClient: await issued(dir, 'stranger-client'),
     encryptedClientKey: await readFile(path.join(dir, 'client-encrypted.key'), 'utf8'),
+    clientPfx: await readFile(path.join(dir, 'client.p12')),
     passphrase,
     clientUser,
   };

@@ -348,4 +348,16 @@ describe('client certificates', () => {
       if (passphrase !== undefined) expect(seen.join('\n')).not.toContain(passphrase);
     }
   });
+
+  it('takes the certificate and key as a PKCS#12 bundle (tls.pfx), and says the passphrase is wrong otherwise', async () => {
+    expect.hasAssertions();
+    const external = { urls: [`amqps://127.0.0.1:${TLS_PORT}`], credentials: { mechanism: 'EXTERNAL' as const } };
+    const warren = await open({ ...external, tls: { ca: certs.ca.cert, pfx: certs.clientPfx, passphrase: certs.passphrase } });
+    expect(warren.state).toBe('open');
+    const wrong = `wrong-${Math.random().toString(36).slice(2)}`;
+    const r = await refusal({ ...external, tls: { ca: certs.ca.cert, pfx: certs.clientPfx, passphrase: wrong } });
+    expectTlsRefusal(r, 'key-passphrase', undefined);
+    expect(r.err.message).toContain('tls.passphrase is wrong');
+    expect(seen.join('\n')).not.toContain(wrong);
+  });
 });

@@ -4,7 +4,7 @@
 import net from 'node:net';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import { speaksTls, tlsFailure } from '../../src/amqp/tls.js';
+import { checkTlsMaterial, speaksTls, tlsFailure } from '../../src/amqp/tls.js';
 import { connect, TlsError, WarrenError, type TlsFailureReason, type Warren, type WarrenEvents } from '../../src/index.js';
 import { ScriptedTransport } from '../helpers/scripted-transport.js';
 
@@ -53,6 +53,29 @@ describe('tlsFailure(): which TLS failure an error is', () => {
     expect(tlsFailure(openssl)?.detail).toBe('wrong version number');
     const altnames = "Hostname/IP does not match certificate's altnames: Host: mq.example. is not in the cert's altnames: DNS:localhost";
     expect(tlsFailure(Object.assign(nodeError('ERR_TLS_CERT_ALTNAME_INVALID', altnames), { reason: 'Host: mq.example. is not in the cert' }))?.detail).toBe(altnames);
+  });
+});
+
+describe('checkTlsMaterial(): the TLS options read before connecting', () => {
+  it.each<[string, Record<string, unknown>, TlsFailureReason]>([
+    ['a key that is not PEM', { cert: 'not a certificate', key: 'not a key' }, 'unreadable-tls-material'],
+    ['a PKCS#12 bundle that is not one (Node gives no code)', { pfx: Buffer.from('not a bundle') }, 'unreadable-tls-material'],
+  ])('refuses %s as %s', (_what, options, reason) => {
+    let thrown: unknown;
+    try {
+      checkTlsMaterial(options);
+    } catch (err) {
+      thrown = err;
+    }
+    expect(tlsFailure(thrown)).toMatchObject({ reason });
+  });
+
+  it('takes what Node reads without complaint', () => {
+    expect(() => checkTlsMaterial({ rejectUnauthorized: true, minVersion: 'TLSv1.2' })).not.toThrow();
+  });
+
+  it('reads a message without a code as a TLS failure only when it came from reading the options', () => {
+    expect(tlsFailure(new Error('mac verify failure'))).toBeUndefined();
   });
 });
 
