@@ -154,17 +154,17 @@ export interface ConnectOptions {
    */
   tls?: {
     /** The CA (or chain) that signed the broker's certificate, PEM. Default: Node's public CAs. */
-    ca?: Pem;
+    ca?: Pem | undefined;
     /** This client's certificate, PEM: for a broker that verifies clients, and for EXTERNAL login. */
-    cert?: Pem;
+    cert?: Pem | undefined;
     /** The client certificate's private key, PEM (encrypted: give `passphrase`). */
-    key?: Pem;
+    key?: Pem | undefined;
     /** Certificate and key in one PKCS#12 bundle, instead of `cert` and `key`. */
-    pfx?: Pem;
+    pfx?: Pem | undefined;
     /** Decrypts `key` or `pfx`. Never logged, nor put in an error or event. */
-    passphrase?: string;
+    passphrase?: string | undefined;
     /** The name the broker's certificate must carry (and sent as SNI). Default: the URL's host. */
-    servername?: string;
+    servername?: string | undefined;
     /** Check the broker's certificate: its CA, its name, its dates. Default true; false says so in a warning at connect(). */
     rejectUnauthorized?: boolean;
     /** Default 'TLSv1.2'. */

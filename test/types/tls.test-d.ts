@@ -22,3 +22,11 @@ describe('tls and credentials options are typed', () => {
     expectTypeOf<TlsError['code']>().toExtend<string>();
   });
 });
+
+describe('optional tls values may be undefined', () => {
+  it('takes a passphrase read from an environment variable that may be unset', () => {
+    const passphrase: string | undefined = process.env.TLS_KEY_PASSPHRASE;
+    const options: ConnectOptions = { urls: ['amqps://mq:5671'], tls: { cert: 'c', key: 'k', passphrase } };
+    void options;
+  });
+});
