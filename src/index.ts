@@ -43,6 +43,7 @@ export type { BrokerAction, DeadLetterReason } from './consume/outcome.js';
 
 export type { ConnectionRole, ConnectionState, ReconnectInfo } from './amqp/connection.js';
 export type {
+  AuthMechanism,
   Channel,
   ChannelEvents,
   ConfirmChannel,
@@ -52,11 +53,13 @@ export type {
   Link,
   LinkEvents,
   LinkOptions,
+  Pem,
   PublishProperties,
   QueueInfo,
   QueueOptions,
   Returned,
   SocketOptions,
+  TlsOptions,
   Transport,
 } from './amqp/transport.js';
 
@@ -96,10 +99,11 @@ export {
   PublishError,
   PublishNackedError,
   PublishTimeoutError,
+  TlsError,
   TopologyError,
   TopologyMismatchError,
   UnroutableError,
   ValidationError,
   WarrenError,
 } from './support/errors.js';
-export type { ArgumentDifference, Mismatch, ValidationIssue, WarrenErrorCode } from './support/errors.js';
+export type { ArgumentDifference, Mismatch, TlsFailureReason, ValidationIssue, WarrenErrorCode } from './support/errors.js';

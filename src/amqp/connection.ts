@@ -1,5 +1,5 @@
 import { connectionChannel } from '../instrument/channels.js';
-import { AccessRefusedError, ClosedError, ConnectionError, messageOf, WarrenError } from '../support/errors.js';
+import { AccessRefusedError, ClosedError, ConnectionError, messageOf, TlsError, WarrenError } from '../support/errors.js';
 import { TypedEmitter } from '../support/events.js';
 import type { Logger } from '../support/logger.js';
 import { readLogin, withoutUserinfo, type CredentialSource } from '../support/credentials.js';
@@ -8,7 +8,8 @@ import { failureLevel } from '../support/throttle.js';
 import { backoffDelay, type BackoffOptions } from './backoff.js';
 import { closeWithin } from './close.js';
 import { connectFailure } from './reply-codes.js';
-import type { Link, SocketOptions, Transport } from './transport.js';
+import { tlsFailure } from './tls.js';
+import type { AuthMechanism, Link, SocketOptions, TlsOptions, Transport } from './transport.js';
 
 export type ConnectionRole = 'publish' | 'consume';
 
@@ -52,6 +53,9 @@ export interface ConnectionManagerOptions {
   backoff: BackoffOptions;
   logger: Logger;
   socketOptions: SocketOptions;
+  /** TLS for amqps:// URLs; its passphrase (and socketOptions') is kept out of every log line, error and event. */
+  tls: TlsOptions;
+  mechanism: AuthMechanism;
   /**
    * The login, apart from the URLs (files read at each attempt); what it leaves out comes from
    * the URL. Undefined: the URL's userinfo, as written.
@@ -99,6 +103,9 @@ export class ConnectionManager extends TypedEmitter<ConnectionEvents> {
       }
     }
     if (options.credentials?.password !== undefined) this.#addSecret(options.credentials.password);
+    for (const passphrase of [options.tls.passphrase, options.socketOptions.passphrase]) {
+      if (typeof passphrase === 'string' && passphrase !== '') this.#secrets.add(passphrase);
+    }
   }
 
   #addSecret(password: string): void {
@@ -222,8 +229,16 @@ export class ConnectionManager extends TypedEmitter<ConnectionEvents> {
             { cause: lastError },
           );
         }
-        // A reconnect storm logs loudly once, then quietly, with a reminder every 20 attempts.
-        this.#log[failureLevel(attempt)]({ url: shownUrl, attempt, delayMs, err }, 'connection attempt failed; retrying');
+        // A reconnect storm logs loudly once, then quietly, with a reminder every 20 attempts. A TLS
+        // failure (a certificate expired or replaced under a running service) waits for someone
+        // to fix it: an error, not a warning.
+        const level = failureLevel(attempt);
+        if (err instanceof TlsError) {
+          const fields = { url: shownUrl, attempt, delayMs, err, code: err.code, reason: err.reason, tlsCode: err.tlsCode };
+          this.#log[level === 'warn' ? 'error' : level](fields, 'TLS connection refused; retrying with backoff until it is fixed');
+        } else {
+          this.#log[level]({ url: shownUrl, attempt, delayMs, err }, 'connection attempt failed; retrying');
+        }
         this.emit('reconnecting', { role: this.role, attempt, delayMs, url: shownUrl, error: err });
         await this.#sleep(delayMs);
       }
@@ -240,6 +255,8 @@ export class ConnectionManager extends TypedEmitter<ConnectionEvents> {
       heartbeatSeconds: o.heartbeatSeconds,
       connectTimeoutMs: o.connectTimeoutMs,
       socketOptions: o.socketOptions,
+      tls: o.tls,
+      mechanism: o.mechanism,
       logger: this.#log,
       ...(login !== undefined ? { login } : {}),
     });
@@ -312,7 +329,30 @@ export class ConnectionManager extends TypedEmitter<ConnectionEvents> {
   #toError(err: unknown, shownUrl: string): Error {
     if (err instanceof WarrenError) return err;
     const text = redactSecrets(messageOf(err), [...this.#secrets]);
+    const tls = tlsFailure(err);
+    if (tls !== undefined) {
+      // Node's TLS errors carry the peer's whole certificate: the cause keeps only name, code and text.
+      const cause = Object.assign(new Error(text), { name: err instanceof Error ? err.name : 'Error', code: tls.tlsCode });
+      return new TlsError(tls.reason, shownUrl, { tlsCode: tls.tlsCode, detail: redactSecrets(tls.detail, [...this.#secrets]), cause });
+    }
     const failure = connectFailure(text);
+    if (failure === 'mechanism-not-offered') {
+      return new AccessRefusedError(
+        `RabbitMQ at ${shownUrl} does not offer the ${this.#opts.mechanism} login mechanism. ` +
+          (this.#opts.mechanism === 'EXTERNAL'
+            ? 'Enable the rabbitmq_auth_mechanism_ssl plugin and list EXTERNAL in auth_mechanisms on the broker, or log in with a user name and password.'
+            : 'Check auth_mechanisms on the broker.'),
+        { cause: this.#clean(err) },
+      );
+    }
+    if (failure === 'login-refused' && this.#opts.mechanism === 'EXTERNAL') {
+      return new AccessRefusedError(
+        `RabbitMQ at ${shownUrl} refused the EXTERNAL login (403 ACCESS_REFUSED). It takes the user name from the client ` +
+          "certificate (the broker's ssl_cert_login_from: the subject's DN by default, or its common_name): give tls.cert and tls.key, " +
+          'and check that a user of that name exists on the broker and may use the vhost.',
+        { cause: this.#clean(err) },
+      );
+    }
     if (failure === 'login-refused') {
       return new AccessRefusedError(
         `RabbitMQ at ${shownUrl} refused the login (403 ACCESS_REFUSED). Check the user name and password${this.#opts.credentials !== undefined ? ' (credentials, and the URL)' : ' in the URL'}.`,

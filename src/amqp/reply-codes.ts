@@ -75,10 +75,11 @@ export function consumerTimeoutOf(err: unknown): number | undefined {
 }
 
 /** What a failed connection attempt's text says went wrong. */
-export type ConnectFailure = 'login-refused' | 'vhost-refused' | 'other';
+export type ConnectFailure = 'login-refused' | 'vhost-refused' | 'mechanism-not-offered' | 'other';
 
-/** Reads amqplib's connection errors: a refused login, a refused vhost, or anything else. */
+/** Reads amqplib's connection errors: a refused login, a refused vhost, a login mechanism the broker does not offer, or anything else. */
 export function connectFailure(text: string): ConnectFailure {
+  if (/^SASL mechanism \S+ is not provided by the server/.test(text)) return 'mechanism-not-offered';
   if (/403|ACCESS[-_]REFUSED/.test(text)) return 'login-refused';
   if (/Expected ConnectionOpenOk; got <ConnectionClose/.test(text)) return 'vhost-refused';
   return 'other';

@@ -32,6 +32,24 @@ export interface SocketOptions {
   [option: string]: unknown;
 }
 
+/** A PEM text (or a Buffer of one), or several. */
+export type Pem = string | Buffer | (string | Buffer)[];
+
+/** TLS for `amqps://` URLs, with warren's defaults filled in (see ConnectOptions' `tls`). */
+export interface TlsOptions {
+  ca?: Pem | undefined;
+  cert?: Pem | undefined;
+  key?: Pem | undefined;
+  pfx?: Pem | undefined;
+  passphrase?: string | undefined;
+  servername?: string | undefined;
+  rejectUnauthorized: boolean;
+  minVersion: 'TLSv1.2' | 'TLSv1.3';
+}
+
+/** How the client logs in: PLAIN (user name and password from the URL), or EXTERNAL (the client certificate names the user). */
+export type AuthMechanism = 'PLAIN' | 'EXTERNAL';
+
 export interface LinkOptions {
   /** The client-provided connection name the management UI shows. */
   connectionName: string;
@@ -40,6 +58,9 @@ export interface LinkOptions {
   connectTimeoutMs: number;
   /** Extra socket options (TLS `ca`, `cert`, `key`, …), passed through to the socket. */
   socketOptions: SocketOptions;
+  /** TLS for an `amqps://` URL (ignored for `amqp://`); `tls` wins over socketOptions. */
+  tls: TlsOptions;
+  mechanism: AuthMechanism;
   logger: Logger;
   /**
    * The user name and password to log in with, when they travel apart from the URL (the

@@ -1,5 +1,6 @@
 import { z } from 'zod';
-import type { SocketOptions, Transport } from '../amqp/transport.js';
+import { TLS_OPTION_NAMES } from '../amqp/tls.js';
+import type { Pem, SocketOptions, Transport } from '../amqp/transport.js';
 import { durationMs } from '../define/config.js';
 import type { Duration } from '../define/duration.js';
 import { retryPolicySchema, type RetryPolicyInput } from '../define/retry-policy.js';
@@ -25,7 +26,28 @@ const managementCredentialsSchema = z.strictObject({
   usernameFile: fileName.optional(),
   passwordFile: fileName.optional(),
 });
-const credentialsSchema = managementCredentialsSchema.extend({ mechanism: z.enum(['PLAIN', 'EXTERNAL']).default('PLAIN') });
+const credentialsSchema = managementCredentialsSchema.extend({
+  mechanism: z.enum(['PLAIN', 'EXTERNAL'], { message: "must be 'PLAIN' (user name and password) or 'EXTERNAL' (the client certificate)" }).default('PLAIN'),
+});
+
+const pemPart = z.union([z.string(), z.instanceof(Buffer)], { message: 'must be PEM text or a Buffer' });
+const pem = z.union([pemPart, z.array(pemPart)], { message: 'must be PEM text or a Buffer, or an array of them' });
+
+const tlsSchema = z
+  .strictObject({
+    ca: pem.optional(),
+    cert: pem.optional(),
+    key: pem.optional(),
+    pfx: pem.optional(),
+    passphrase: z.string().optional(),
+    servername: z.string().min(1).optional(),
+    rejectUnauthorized: z.boolean().default(true),
+    minVersion: z.enum(['TLSv1.2', 'TLSv1.3'], { message: "must be 'TLSv1.2' or 'TLSv1.3' (older versions are broken)" }).default('TLSv1.2'),
+  })
+  .superRefine((t, ctx) => {
+    if (t.key !== undefined && t.cert === undefined) ctx.addIssue({ code: 'custom', path: ['cert'], message: 'tls.key is given without tls.cert: give the client certificate with its key' });
+    if (t.cert !== undefined && t.key === undefined) ctx.addIssue({ code: 'custom', path: ['key'], message: 'tls.cert is given without tls.key: give the key of the client certificate' });
+  });
 
 export const optionsSchema = z.strictObject({
   urls: z
@@ -70,6 +92,7 @@ export const optionsSchema = z.strictObject({
       whenFull: z.enum(['reject', 'wait']).default('reject'),
     })
     .prefault({}),
+  tls: tlsSchema.optional(),
 }).superRefine((o, ctx) => {
   // Each of the user name and the password comes from one place: the URL or the credentials option.
   const problems = new Set<string>();
@@ -79,8 +102,42 @@ export const optionsSchema = z.strictObject({
   if (o.managementCredentials !== undefined && o.managementUrl !== undefined) {
     credentialsProblems(o.managementCredentials, o.managementUrl, 'managementCredentials', 'managementUrl').forEach((p) => problems.add(p));
   }
+  if (o.credentials?.mechanism === 'EXTERNAL') {
+    const given = (['username', 'password', 'usernameFile', 'passwordFile'] as const).filter((k) => o.credentials?.[k] !== undefined);
+    if (given.length > 0) problems.add(`credentials: mechanism 'EXTERNAL' logs in as the client certificate's user; remove ${given.join(', ')}`);
+  }
   for (const message of problems) ctx.addIssue({ code: 'custom', message });
 });
+
+/** Only the names are read (never the values: a passphrase must not reach an error message). */
+type SocketOptionNames = Readonly<Record<string, unknown>>;
+
+/**
+ * What is wrong with TLS and login taken together: `tls` with an amqp:// URL, EXTERNAL without
+ * TLS or a client certificate, a TLS setting in both `tls` and `socketOptions`. Reads the raw
+ * options (anything a JavaScript caller passes); the shapes are the schema's to check.
+ */
+export function securityProblems(options: { urls?: unknown; tls?: unknown; credentials?: unknown }, socketOptions: SocketOptionNames): string[] {
+  const problems: string[] = [];
+  const urls = Array.isArray(options.urls) ? options.urls.filter((u): u is string => typeof u === 'string') : [];
+  const plain = urls.map((u, i) => [u, i] as const).filter(([u]) => u.startsWith('amqp://'));
+  const tls = typeof options.tls === 'object' && options.tls !== null ? (options.tls as Record<string, unknown>) : undefined;
+  const mechanism = typeof options.credentials === 'object' && options.credentials !== null ? (options.credentials as { mechanism?: unknown }).mechanism : undefined;
+  for (const [, i] of plain) {
+    if (tls !== undefined) problems.push(`urls.${i}: tls is given, but this URL is amqp:// (no TLS); use amqps:// and the broker's TLS port (usually 5671)`);
+    else if (mechanism === 'EXTERNAL') problems.push(`urls.${i}: credentials.mechanism 'EXTERNAL' logs in with a client certificate, which needs TLS: use amqps://`);
+  }
+  if (tls !== undefined) {
+    for (const name of TLS_OPTION_NAMES) {
+      if (socketOptions[name] !== undefined) problems.push(`socketOptions.${name}: with tls given, TLS settings go in tls only; move it to tls.${name}`);
+    }
+  }
+  const has = (name: string): boolean => tls?.[name] !== undefined || socketOptions[name] !== undefined;
+  if (mechanism === 'EXTERNAL' && !has('cert') && !has('pfx')) {
+    problems.push("credentials.mechanism: 'EXTERNAL' logs in as the client certificate's user: give tls.cert and tls.key (or tls.pfx)");
+  }
+  return problems;
+}
 
 export interface ConnectOptions {
   /**
@@ -142,7 +199,29 @@ export interface ConnectOptions {
   };
   /** The retry policy of consumers that have none of their own (see defineConsumer's `retry`). Default: none. */
   retry?: RetryPolicyInput;
-  /** Extra socket options (e.g. TLS `ca`, `cert`, `key`). TCP_NODELAY is on. */
+  /**
+   * TLS for `amqps://` URLs (given with an amqp:// URL it is a ConfigError). Without it, an
+   * amqps:// URL checks the broker's certificate against Node's public CAs, TLS 1.2 or later.
+   */
+  tls?: {
+    /** The CA (or chain) that signed the broker's certificate, PEM. Default: Node's public CAs. */
+    ca?: Pem | undefined;
+    /** This client's certificate, PEM: for a broker that verifies clients, and for EXTERNAL login. */
+    cert?: Pem | undefined;
+    /** The client certificate's private key, PEM (encrypted: give `passphrase`). */
+    key?: Pem | undefined;
+    /** Certificate and key in one PKCS#12 bundle, instead of `cert` and `key`. */
+    pfx?: Pem | undefined;
+    /** Decrypts `key` or `pfx`. Never logged, nor put in an error or event. */
+    passphrase?: string | undefined;
+    /** The name the broker's certificate must carry (and sent as SNI). Default: the URL's host. */
+    servername?: string | undefined;
+    /** Check the broker's certificate: its CA, its name, its dates. Default true; false says so in a warning at connect(). */
+    rejectUnauthorized?: boolean;
+    /** Default 'TLSv1.2'. */
+    minVersion?: 'TLSv1.2' | 'TLSv1.3';
+  };
+  /** Extra socket options (keep-alive, client properties, …). TCP_NODELAY is on. TLS settings go in `tls`. */
   socketOptions?: SocketOptions;
   /**
    * How warren reaches the broker. Default: AMQP 0-9-1 over TCP. The seam an in-memory transport

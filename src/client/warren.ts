@@ -2,7 +2,7 @@ import { defaultTransport } from '../amqp/default-transport.js';
 import { ConnectionManager, type ConnectionRole, type ConnectionState, type ReconnectInfo } from '../amqp/connection.js';
 import { withChannel } from '../amqp/close.js';
 import { amqpCode, brokerText, ReplyCode } from '../amqp/reply-codes.js';
-import type { Link, SocketOptions, Transport } from '../amqp/transport.js';
+import type { Link, SocketOptions, TlsOptions, Transport } from '../amqp/transport.js';
 import { Subscription, type ConsumerEvent, type ConsumerHandle, type ConsumerHealth } from '../consume/subscription.js';
 import {
   deadLetterQueueOf,
@@ -30,7 +30,7 @@ import { silentLogger, type Logger } from '../support/logger.js';
 import { assertTopology, assertWaitQueue, type DeclareTarget } from '../topology/apply.js';
 import { ManagementClient } from '../topology/management.js';
 import { userinfoOf, type CredentialSource } from '../support/credentials.js';
-import { optionsSchema, type ConnectOptions, type Settings } from './options.js';
+import { optionsSchema, securityProblems, type ConnectOptions, type Settings } from './options.js';
 
 export type { ConnectOptions };
 
@@ -75,6 +75,7 @@ export class Warren extends TypedEmitter<WarrenEvents> {
   readonly #log: Logger;
   readonly #declare: DeclareTarget;
   readonly #socketOptions: SocketOptions;
+  readonly #tls: TlsOptions;
   readonly #transport: Transport;
   readonly #publishConn: ConnectionManager;
   #consumeConn: ConnectionManager | undefined;
@@ -98,6 +99,13 @@ export class Warren extends TypedEmitter<WarrenEvents> {
     this.#root = logger.child({ client: settings.name });
     this.#log = this.#root.child({ component: 'warren' });
     this.#socketOptions = socketOptions;
+    this.#tls = settings.tls ?? { rejectUnauthorized: true, minVersion: 'TLSv1.2' };
+    if (settings.urls.some((u) => u.startsWith('amqps://')) && (!this.#tls.rejectUnauthorized || socketOptions.rejectUnauthorized === false)) {
+      this.#log.warn(
+        { rejectUnauthorized: false },
+        "TLS certificate checks are off (rejectUnauthorized: false): this client talks to whoever answers at the broker's address. Give tls.ca instead",
+      );
+    }
     const firstUrl = new URL(settings.urls[0] ?? '');
     this.#declare = {
       topology,
@@ -139,6 +147,8 @@ export class Warren extends TypedEmitter<WarrenEvents> {
       logger: this.#root,
       socketOptions: this.#socketOptions,
       ...(s.credentials?.mechanism === 'PLAIN' ? { credentials: s.credentials } : {}),
+      tls: this.#tls,
+      mechanism: s.credentials?.mechanism ?? 'PLAIN',
       setup: (conn, ctx) => this.#setup(conn, ctx.initial, role),
     });
     m.on('state', (state, previous) => this.emit('state', { role, state, previous }));
@@ -377,12 +387,16 @@ export class Warren extends TypedEmitter<WarrenEvents> {
 
 /**
  * Connects to RabbitMQ, asserts the topology, and returns a client ready to publish. Rejects
- * with ConfigError (bad options), AccessRefusedError (wrong credentials or vhost),
- * TopologyMismatchError, or ConnectionError (no broker reachable within `initialConnectTimeout`).
+ * with ConfigError (bad options), AccessRefusedError (wrong credentials or vhost), TlsError (a
+ * certificate, name or TLS setting refused, at once), TopologyMismatchError, or ConnectionError
+ * (no broker reachable within `initialConnectTimeout`).
  */
 export async function connect(options: ConnectOptions): Promise<Warren> {
   const { topology = emptyTopology, logger = silentLogger(), socketOptions = {}, transport = defaultTransport, messages = [], ...rest } = options;
-  const extra = isTopology(topology) ? contractProblems(messages, topology) : ['topology: pass what defineTopology({ exchanges, queues }) returns, not the definition itself'];
+  const extra = [
+    ...(isTopology(topology) ? contractProblems(messages, topology) : ['topology: pass what defineTopology({ exchanges, queues }) returns, not the definition itself']),
+    ...securityProblems(rest, socketOptions),
+  ];
   let settings: Settings;
   try {
     settings = parseConfig(optionsSchema, { ...rest, urls: rest.urls ?? transport.defaultUrls }, 'connect() options');

@@ -13,7 +13,11 @@ export interface Credentials {
   usernameFile?: string;
   /** A file holding the password; a trailing newline is dropped. */
   passwordFile?: string;
-  /** The SASL mechanism. Default 'PLAIN' (user name and password). */
+  /**
+   * The SASL mechanism. 'PLAIN' (default): the user name and password. 'EXTERNAL': the client
+   * certificate (`tls.cert`) names the user; needs amqps:// and the broker's
+   * rabbitmq_auth_mechanism_ssl plugin, and takes no user name or password.
+   */
   mechanism?: 'PLAIN' | 'EXTERNAL';
 }
 
