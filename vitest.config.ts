@@ -66,6 +66,18 @@ export default defineConfig({
           hookTimeout: 180_000,
         },
       },
+      {
+        extends: true,
+        test: {
+          // TLS (and other security) tests against a RabbitMQ node the suite starts itself, with a
+          // TLS listener and certificates made with openssl (`npm run test:security`; needs the
+          // rabbitmq-server package). Not part of `npm test`.
+          name: 'security',
+          include: ['test/security/**/*.test.ts'],
+          fileParallelism: false,
+          hookTimeout: 180_000,
+        },
+      },
     ],
   },
 });

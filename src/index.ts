@@ -9,6 +9,7 @@ export type { DriftEntity, TopologyDrift } from './topology/drift.js';
 export { inspectBroker } from './client/inspect.js';
 export type { BrokerSnapshot, ConnectionSnapshot, InspectOptions, QueueSnapshot } from './client/inspect.js';
 export { redactSecrets, redactUrl } from './support/redact.js';
+export type { Credentials, ManagementCredentials } from './support/credentials.js';
 export { VERSION as version } from './support/version.js';
 
 export { defineTopology } from './define/topology.js';
@@ -42,6 +43,7 @@ export type { BrokerAction, DeadLetterReason } from './consume/outcome.js';
 
 export type { ConnectionRole, ConnectionState, ReconnectInfo } from './amqp/connection.js';
 export type {
+  AuthMechanism,
   Channel,
   ChannelEvents,
   ConfirmChannel,
@@ -51,11 +53,13 @@ export type {
   Link,
   LinkEvents,
   LinkOptions,
+  Pem,
   PublishProperties,
   QueueInfo,
   QueueOptions,
   Returned,
   SocketOptions,
+  TlsOptions,
   Transport,
 } from './amqp/transport.js';
 
@@ -84,6 +88,7 @@ export {
   ConfigError,
   ConnectionError,
   ConsumeError,
+  CredentialsError,
   ManagementError,
   DecodeError,
   MessageTooLargeError,
@@ -95,10 +100,11 @@ export {
   PublishError,
   PublishNackedError,
   PublishTimeoutError,
+  TlsError,
   TopologyError,
   TopologyMismatchError,
   UnroutableError,
   ValidationError,
   WarrenError,
 } from './support/errors.js';
-export type { ArgumentDifference, Mismatch, Permission, ValidationIssue, WarrenErrorCode } from './support/errors.js';
+export type { ArgumentDifference, Mismatch, Permission, TlsFailureReason, ValidationIssue, WarrenErrorCode } from './support/errors.js';

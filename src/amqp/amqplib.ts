@@ -1,9 +1,11 @@
 import amqp, { type Channel as AmqplibChannel, type ChannelModel, type ConfirmChannel as AmqplibConfirmChannel, type Message } from 'amqplib';
-import { messageOf } from '../support/errors.js';
+import { messageOf, TlsError } from '../support/errors.js';
 import { TypedEmitter } from '../support/events.js';
 import type { Logger } from '../support/logger.js';
 import { VERSION } from '../support/version.js';
+import { redactUrl } from '../support/redact.js';
 import { batchSocketWrites } from './batch-writes.js';
+import { checkTlsMaterial, speaksTls, tlsSocketOptions } from './tls.js';
 import type {
   Channel,
   ChannelEvents,
@@ -21,7 +23,6 @@ import type {
   Transport,
 } from './transport.js';
 
-
 /** The transport over amqplib: the only module in warren that imports it. */
 export const amqplibTransport: Transport = {
   name: 'amqplib',
@@ -29,30 +30,61 @@ export const amqplibTransport: Transport = {
     const target = new URL(url);
     if (!target.searchParams.has('heartbeat')) target.searchParams.set('heartbeat', String(options.heartbeatSeconds));
     const socketOptions = options.socketOptions;
-    const model = await amqp.connect(target.toString(), {
-      noDelay: true,
-      timeout: options.connectTimeoutMs,
-      ...socketOptions,
-      clientProperties: {
-        connection_name: options.connectionName,
-        product: 'warren',
-        version: VERSION,
-        ...socketOptions.clientProperties,
-      },
-    });
+    const secure = target.protocol === 'amqps:';
+    // socketOptions after `tls`: without `tls` its own TLS keys (the older way) still apply; with
+    // `tls`, connect() refuses socketOptions that hold any.
+    const tlsOptions = secure ? { ...tlsSocketOptions(options.tls), ...socketOptions } : {};
+    if (secure) checkTlsMaterial(tlsOptions);
+    let model: ChannelModel;
+    try {
+      model = await amqp.connect(target.toString(), {
+        noDelay: true,
+        timeout: options.connectTimeoutMs,
+        ...tlsOptions,
+        ...socketOptions,
+        // SASL EXTERNAL (the client certificate), or PLAIN with a login given apart from the URL
+        // (amqplib then ignores the URL's userinfo).
+        ...(options.mechanism === 'EXTERNAL'
+          ? { credentials: amqp.credentials.external() }
+          : options.login !== undefined
+            ? { credentials: amqp.credentials.plain(options.login.username, options.login.password) }
+            : {}),
+        clientProperties: {
+          connection_name: options.connectionName,
+          product: 'warren',
+          version: VERSION,
+          ...socketOptions.clientProperties,
+        },
+      });
+    } catch (err) {
+      // A TLS listener closes a plain AMQP connection without a word (or resets it, when our
+      // header is still unread): find out whether that is why.
+      if (!secure && closedWithoutAWord(err) && (await speaksTls(target.hostname, Number(target.port || 5672), options.connectTimeoutMs))) {
+        throw new TlsError('tls-required', redactUrl(url), { cause: err });
+      }
+      throw err;
+    }
     if (!batchSocketWrites(model)) options.logger.debug('amqplib internals differ from what warren expects; frames are written one by one');
     return new AmqplibLink(model, options.logger);
   },
 };
 
+/** The server closed (amqplib's text) or reset the socket before the AMQP handshake was done. */
+function closedWithoutAWord(err: unknown): boolean {
+  return messageOf(err) === 'Socket closed abruptly during opening handshake' || (err as { code?: unknown } | undefined)?.code === 'ECONNRESET';
+}
+
 class AmqplibLink extends TypedEmitter<LinkEvents> implements Link {
   readonly #model: ChannelModel;
   readonly #log: Logger;
+  readonly serverVersion: string | undefined;
 
   constructor(model: ChannelModel, log: Logger) {
     super();
     this.#model = model;
     this.#log = log;
+    const version: unknown = model.connection.serverProperties.version;
+    this.serverVersion = typeof version === 'string' ? version : undefined;
     // 'close' follows an 'error' with the same error; this listener only keeps the process alive.
     model.on('error', (err: Error) => log.debug({ err }, 'connection error'));
     model.on('close', (err?: Error) => this.emit('close', err));

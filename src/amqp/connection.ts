@@ -1,13 +1,15 @@
 import { connectionChannel } from '../instrument/channels.js';
-import { AccessRefusedError, ClosedError, ConnectionError, messageOf, WarrenError } from '../support/errors.js';
+import { AccessRefusedError, ClosedError, ConnectionError, messageOf, TlsError, WarrenError } from '../support/errors.js';
 import { TypedEmitter } from '../support/events.js';
 import type { Logger } from '../support/logger.js';
+import { readLogin, withoutUserinfo, type CredentialSource } from '../support/credentials.js';
 import { redactSecrets, redactUrl } from '../support/redact.js';
 import { failureLevel } from '../support/throttle.js';
 import { backoffDelay, type BackoffOptions } from './backoff.js';
 import { closeWithin } from './close.js';
 import { connectFailure } from './reply-codes.js';
-import type { Link, SocketOptions, Transport } from './transport.js';
+import { tlsFailure } from './tls.js';
+import type { AuthMechanism, Link, SocketOptions, TlsOptions, Transport } from './transport.js';
 
 export type ConnectionRole = 'publish' | 'consume';
 
@@ -51,6 +53,14 @@ export interface ConnectionManagerOptions {
   backoff: BackoffOptions;
   logger: Logger;
   socketOptions: SocketOptions;
+  /** TLS for amqps:// URLs; its passphrase (and socketOptions') is kept out of every log line, error and event. */
+  tls: TlsOptions;
+  mechanism: AuthMechanism;
+  /**
+   * The login, apart from the URLs (files read at each attempt); what it leaves out comes from
+   * the URL. Undefined: the URL's userinfo, as written.
+   */
+  credentials?: CredentialSource;
   /**
    * Runs on every new connection before it is announced as open (asserts the topology).
    * If it throws, the connection is closed and the attempt counts as failed; on the first
@@ -68,7 +78,8 @@ export class ConnectionManager extends TypedEmitter<ConnectionEvents> {
   readonly role: ConnectionRole;
   readonly #opts: ConnectionManagerOptions;
   readonly #log: Logger;
-  readonly #secrets: string[];
+  /** Every password this manager has used, as written and URL-encoded: removed from any text it logs or throws. */
+  readonly #secrets = new Set<string>();
   #state: ConnectionState = 'connecting';
   #connection: Link | undefined;
   #reason: string | undefined;
@@ -84,14 +95,28 @@ export class ConnectionManager extends TypedEmitter<ConnectionEvents> {
     this.role = options.role;
     this.#opts = options;
     this.#log = options.logger.child({ component: 'connection', role: options.role });
-    this.#secrets = options.urls.flatMap((u) => {
+    for (const u of options.urls) {
       try {
-        const p = new URL(u).password;
-        return p === '' ? [] : [p, decodeURIComponent(p)];
+        this.#addSecret(new URL(u).password);
       } catch {
-        return [];
+        // Not a URL: the options check refuses it before a manager is made.
       }
-    });
+    }
+    if (options.credentials?.password !== undefined) this.#addSecret(options.credentials.password);
+    for (const passphrase of [options.tls.passphrase, options.socketOptions.passphrase]) {
+      if (typeof passphrase === 'string' && passphrase !== '') this.#secrets.add(passphrase);
+    }
+  }
+
+  #addSecret(password: string): void {
+    if (password === '') return;
+    let decoded = password;
+    try {
+      decoded = decodeURIComponent(password);
+    } catch {
+      // Not URL-encoded: as it is.
+    }
+    for (const s of [password, decoded, encodeURIComponent(decoded)]) this.#secrets.add(s);
   }
 
   get state(): ConnectionState {
@@ -204,8 +229,16 @@ export class ConnectionManager extends TypedEmitter<ConnectionEvents> {
             { cause: lastError },
           );
         }
-        // A reconnect storm logs loudly once, then quietly, with a reminder every 20 attempts.
-        this.#log[failureLevel(attempt)]({ url: shownUrl, attempt, delayMs, err }, 'connection attempt failed; retrying');
+        // A reconnect storm logs loudly once, then quietly, with a reminder every 20 attempts. A TLS
+        // failure (a certificate expired or replaced under a running service) waits for someone
+        // to fix it: an error, not a warning.
+        const level = failureLevel(attempt);
+        if (err instanceof TlsError) {
+          const fields = { url: shownUrl, attempt, delayMs, err, code: err.code, reason: err.reason, tlsCode: err.tlsCode };
+          this.#log[level === 'warn' ? 'error' : level](fields, 'TLS connection refused; retrying with backoff until it is fixed');
+        } else {
+          this.#log[level]({ url: shownUrl, attempt, delayMs, err }, 'connection attempt failed; retrying');
+        }
         this.emit('reconnecting', { role: this.role, attempt, delayMs, url: shownUrl, error: err });
         await this.#sleep(delayMs);
       }
@@ -214,12 +247,18 @@ export class ConnectionManager extends TypedEmitter<ConnectionEvents> {
 
   async #attempt(url: string, shownUrl: string, initial: boolean): Promise<void> {
     const o = this.#opts;
-    const conn = await o.transport.connect(url, {
+    // Read at each attempt: a rotated secret file is used from the next reconnect on.
+    const login = o.credentials !== undefined ? await readLogin(o.credentials, url) : undefined;
+    if (login !== undefined) this.#addSecret(login.password);
+    const conn = await o.transport.connect(login !== undefined ? withoutUserinfo(url) : url, {
       connectionName: this.connectionName,
       heartbeatSeconds: o.heartbeatSeconds,
       connectTimeoutMs: o.connectTimeoutMs,
       socketOptions: o.socketOptions,
+      tls: o.tls,
+      mechanism: o.mechanism,
       logger: this.#log,
+      ...(login !== undefined ? { login } : {}),
     });
     let lostDuringSetup: Error | undefined;
     const onSetupClose = (err?: Error): void => {
@@ -265,9 +304,9 @@ export class ConnectionManager extends TypedEmitter<ConnectionEvents> {
   #onClose(conn: Link, err: Error | undefined): void {
     if (conn !== this.#connection || this.#isClosing()) return;
     this.#connection = undefined;
-    const error = err ?? new Error('connection closed by the broker');
-    this.#log.warn({ err: this.#clean(error) }, 'connection lost; reconnecting');
-    this.#setState('connecting', this.#clean(error).message);
+    const error = this.#clean(err ?? new Error('connection closed by the broker'));
+    this.#log.warn({ err: error }, 'connection lost; reconnecting');
+    this.#setState('connecting', error.message);
     this.emit('lost', error);
     this.#connectLoop(false).catch((e: unknown) => {
       if (!(e instanceof ClosedError)) this.#log.error({ err: this.#clean(e) }, 'reconnect loop stopped unexpectedly');
@@ -289,11 +328,34 @@ export class ConnectionManager extends TypedEmitter<ConnectionEvents> {
   /** Turns whatever the transport threw into a WarrenError whose text holds no secret. */
   #toError(err: unknown, shownUrl: string): Error {
     if (err instanceof WarrenError) return err;
-    const text = redactSecrets(messageOf(err), this.#secrets);
+    const text = redactSecrets(messageOf(err), [...this.#secrets]);
+    const tls = tlsFailure(err);
+    if (tls !== undefined) {
+      // Node's TLS errors carry the peer's whole certificate: the cause keeps only name, code and text.
+      const cause = Object.assign(new Error(text), { name: err instanceof Error ? err.name : 'Error', code: tls.tlsCode });
+      return new TlsError(tls.reason, shownUrl, { tlsCode: tls.tlsCode, detail: redactSecrets(tls.detail, [...this.#secrets]), cause });
+    }
     const failure = connectFailure(text);
+    if (failure === 'mechanism-not-offered') {
+      return new AccessRefusedError(
+        `RabbitMQ at ${shownUrl} does not offer the ${this.#opts.mechanism} login mechanism. ` +
+          (this.#opts.mechanism === 'EXTERNAL'
+            ? 'Enable the rabbitmq_auth_mechanism_ssl plugin and list EXTERNAL in auth_mechanisms on the broker, or log in with a user name and password.'
+            : 'Check auth_mechanisms on the broker.'),
+        { cause: this.#clean(err) },
+      );
+    }
+    if (failure === 'login-refused' && this.#opts.mechanism === 'EXTERNAL') {
+      return new AccessRefusedError(
+        `RabbitMQ at ${shownUrl} refused the EXTERNAL login (403 ACCESS_REFUSED). It takes the user name from the client ` +
+          "certificate (the broker's ssl_cert_login_from: the subject's DN by default, or its common_name): give tls.cert and tls.key, " +
+          'and check that a user of that name exists on the broker and may use the vhost.',
+        { cause: this.#clean(err) },
+      );
+    }
     if (failure === 'login-refused') {
       return new AccessRefusedError(
-        `RabbitMQ at ${shownUrl} refused the login (403 ACCESS_REFUSED). Check the username and password in the URL.`,
+        `RabbitMQ at ${shownUrl} refused the login (403 ACCESS_REFUSED). Check the user name and password${this.#opts.credentials !== undefined ? ' (credentials, and the URL)' : ' in the URL'}.`,
         { cause: this.#clean(err) },
       );
     }
@@ -306,13 +368,18 @@ export class ConnectionManager extends TypedEmitter<ConnectionEvents> {
     return new ConnectionError(`Connecting to ${shownUrl} failed: ${text}`, { cause: this.#clean(err) });
   }
 
-  /** An error safe to log or attach as a cause: its message has every password removed. */
-  #clean(err: unknown): Error {
+  /** An error safe to log or attach as a cause: its message, stack and causes have every password removed. */
+  #clean(err: unknown, depth = 0): Error {
     const e = err instanceof Error ? err : new Error(String(err));
-    const text = redactSecrets(e.message, this.#secrets);
-    if (text === e.message) return e;
-    const copy = new Error(text);
+    const secrets = [...this.#secrets];
+    const text = redactSecrets(e.message, secrets);
+    // A cause chain is short; a cycle (or a very deep one) is cut rather than followed.
+    const cause = e.cause instanceof Error && depth < 8 ? this.#clean(e.cause, depth + 1) : undefined;
+    if (text === e.message && redactSecrets(e.stack ?? '', secrets) === (e.stack ?? '') && cause === e.cause) return e;
+    const copy = new Error(text, cause !== undefined ? { cause } : undefined);
     copy.name = e.name;
+    const code = (e as { code?: unknown }).code;
+    if (code !== undefined) Object.assign(copy, { code });
     return copy;
   }
 }

@@ -80,11 +80,24 @@ export function accessRefusal(err: unknown): Refusal | undefined {
   return { permission: permission as Permission | undefined, resource: resource as 'exchange' | 'queue', name: name ?? '', vhost: vhost ?? '', user: user ?? '' };
 }
 
-/** What a failed connection attempt's text says went wrong. */
-export type ConnectFailure = 'login-refused' | 'vhost-refused' | 'other';
+/**
+ * The consumer timeout (ms) when a channel-close error is RabbitMQ's "delivery acknowledgement on
+ * channel N timed out" (a delivery held unacked longer than `consumer_timeout`, 3.8.15 to 4.2;
+ * 4.3 cancels the consumer instead); undefined for any other error.
+ */
+export function consumerTimeoutOf(err: unknown): number | undefined {
+  if (amqpCode(err) !== ReplyCode.PRECONDITION_FAILED) return undefined;
+  const m = /delivery acknowledgement on channel \d+ timed out(?:\. Timeout value used: (\d+))?/.exec(textOf(err));
+  if (m === null) return undefined;
+  return m[1] !== undefined ? Number(m[1]) : Number.NaN;
+}
 
-/** Reads amqplib's connection errors: a refused login, a refused vhost, or anything else. */
+/** What a failed connection attempt's text says went wrong. */
+export type ConnectFailure = 'login-refused' | 'vhost-refused' | 'mechanism-not-offered' | 'other';
+
+/** Reads amqplib's connection errors: a refused login, a refused vhost, a login mechanism the broker does not offer, or anything else. */
 export function connectFailure(text: string): ConnectFailure {
+  if (/^SASL mechanism \S+ is not provided by the server/.test(text)) return 'mechanism-not-offered';
   if (/403|ACCESS[-_]REFUSED/.test(text)) return 'login-refused';
   if (/Expected ConnectionOpenOk; got <ConnectionClose/.test(text)) return 'vhost-refused';
   return 'other';

@@ -32,6 +32,24 @@ export interface SocketOptions {
   [option: string]: unknown;
 }
 
+/** A PEM text (or a Buffer of one), or several. */
+export type Pem = string | Buffer | (string | Buffer)[];
+
+/** TLS for `amqps://` URLs, with warren's defaults filled in (see ConnectOptions' `tls`). */
+export interface TlsOptions {
+  ca?: Pem | undefined;
+  cert?: Pem | undefined;
+  key?: Pem | undefined;
+  pfx?: Pem | undefined;
+  passphrase?: string | undefined;
+  servername?: string | undefined;
+  rejectUnauthorized: boolean;
+  minVersion: 'TLSv1.2' | 'TLSv1.3';
+}
+
+/** How the client logs in: PLAIN (user name and password from the URL), or EXTERNAL (the client certificate names the user). */
+export type AuthMechanism = 'PLAIN' | 'EXTERNAL';
+
 export interface LinkOptions {
   /** The client-provided connection name the management UI shows. */
   connectionName: string;
@@ -40,7 +58,15 @@ export interface LinkOptions {
   connectTimeoutMs: number;
   /** Extra socket options (TLS `ca`, `cert`, `key`, …), passed through to the socket. */
   socketOptions: SocketOptions;
+  /** TLS for an `amqps://` URL (ignored for `amqp://`); `tls` wins over socketOptions. */
+  tls: TlsOptions;
+  mechanism: AuthMechanism;
   logger: Logger;
+  /**
+   * The user name and password to log in with, when they travel apart from the URL (the
+   * `credentials` option; the URL then has no userinfo). Never to be logged.
+   */
+  login?: { username: string; password: string };
 }
 
 /** Events of a link. `close` comes once, with the reason when the broker or the network ended it. */
@@ -59,6 +85,8 @@ export interface Emits<Events extends { [K in keyof Events]: unknown[] }> {
 
 /** One connection to a broker. */
 export interface Link extends Emits<LinkEvents> {
+  /** The broker's version as it announced it at connection (`server-properties.version`, e.g. '4.0.5'), when it did. */
+  readonly serverVersion?: string | undefined;
   createChannel(): Promise<Channel>;
   createConfirmChannel(): Promise<ConfirmChannel>;
   /** Closes the connection; resolves when the broker acknowledged it (callers bound the wait, see closeWithin). */

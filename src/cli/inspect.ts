@@ -36,7 +36,7 @@ export function render(s: BrokerSnapshot): string {
 export async function inspect(pattern: string | undefined, flags: InspectFlags): Promise<void> {
   const app = flags.app !== undefined ? await loadApp(flags.app) : undefined;
   const target = resolveTarget(flags, app);
-  const once = (): Promise<BrokerSnapshot> => inspectBroker({ managementUrl: target.managementUrl, vhost: target.vhost, ...(pattern !== undefined ? { pattern } : {}) });
+  const once = (): Promise<BrokerSnapshot> => inspectBroker({ managementUrl: target.managementUrl, vhost: target.vhost, ...(target.managementCredentials !== undefined ? { credentials: target.managementCredentials } : {}), ...(pattern !== undefined ? { pattern } : {}) });
   const show = (s: BrokerSnapshot, redraw: boolean): void => {
     if (flags.json === true) process.stdout.write(JSON.stringify(s, null, flags.watch === true ? 0 : 2) + '\n');
     else process.stdout.write((redraw && process.stdout.isTTY ? '\x1b[H\x1b[2J' : '') + render(s) + (redraw ? `\nrefreshing every ${flags.interval} s; Ctrl-C to stop\n` : ''));

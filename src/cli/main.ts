@@ -21,7 +21,11 @@ Exit codes:
   130  warren run ended by a second Ctrl-C (143: a second SIGTERM)
 
 Connection: --url, else AMQP_URL, else the app's connect.urls, else amqp://guest:guest@localhost:5672.
-Management API: --management-url, else RABBITMQ_MANAGEMENT_URL, else the app's, else port 15672 of the AMQP host.
+Login: the URL's userinfo; or --username / WARREN_USERNAME with the password from --password-file /
+WARREN_PASSWORD_FILE or WARREN_PASSWORD (there is no --password: a command line shows in ps); else the
+app's connect.credentials.
+Management API: --management-url, else RABBITMQ_MANAGEMENT_URL, else the app's, else port 15672 of the AMQP
+host; it logs in as its URL says, else with the broker's login.
 Passwords are never printed.`;
 
 function examples(...lines: string[]): string {
@@ -31,7 +35,9 @@ function examples(...lines: string[]): string {
 function connectionOptions(cmd: Command): Command {
   return cmd
     .option('--url <amqp-url>', 'broker URL(s), comma-separated (default: AMQP_URL, the app, or localhost)')
-    .option('--management-url <http-url>', 'management API (default: RABBITMQ_MANAGEMENT_URL, the app, or port 15672 of the broker host)');
+    .option('--management-url <http-url>', 'management API (default: RABBITMQ_MANAGEMENT_URL, the app, or port 15672 of the broker host)')
+    .option('--username <name>', 'log in as this user (default: WARREN_USERNAME, or the user in the URL)')
+    .option('--password-file <path>', 'read the password from this file, e.g. a mounted secret (default: WARREN_PASSWORD_FILE; or WARREN_PASSWORD)');
 }
 
 const program = new Command('warren')

@@ -68,7 +68,7 @@ function printDrift(drift: TopologyDrift): void {
 export async function diff(appPath: string | undefined, flags: TopologyFlags): Promise<void> {
   const app = await loadApp(appArgument(appPath, flags.app));
   const target = resolveTarget(flags, app);
-  const drift = await diffApp(app, { managementUrl: target.managementUrl, vhost: target.vhost });
+  const drift = await diffApp(app, { managementUrl: target.managementUrl, vhost: target.vhost, ...(target.managementCredentials !== undefined ? { credentials: target.managementCredentials } : {}) });
   if (flags.json === true) printJson({ app: app.name, ...drift });
   else printDrift(drift);
   if (!drift.inSync) throw new Exit(ExitCode.drift);

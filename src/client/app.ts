@@ -7,6 +7,7 @@ import { ConfigError } from '../support/errors.js';
 import { exchangeShape, queueShape } from '../topology/diff.js';
 import { bindingName, findDrift, type ExpectedTopology, type TopologyDrift } from '../topology/drift.js';
 import type { ManagedEntity } from '../topology/management.js';
+import type { ManagementCredentials } from '../support/credentials.js';
 import { ManagementClient } from '../topology/management.js';
 import { planTopology, waitQueueArguments } from '../topology/plan.js';
 import type { ConnectOptions } from './options.js';
@@ -164,6 +165,8 @@ function expectedTopology(app: App): ExpectedTopology {
 export interface DiffOptions {
   /** The management HTTP API, e.g. http://guest:guest@localhost:15672. */
   managementUrl: string;
+  /** The login, instead of (or beside) the URL's userinfo: a user name and password, each a value or a file read at each request. */
+  credentials?: ManagementCredentials;
   /** Default '/'. */
   vhost?: string;
 }
@@ -174,5 +177,5 @@ export interface DiffOptions {
  * arguments (what would fail a deploy with 406). Changes nothing. Rejects with ManagementError.
  */
 export async function diffApp(app: App, options: DiffOptions): Promise<TopologyDrift> {
-  return findDrift(expectedTopology(app), new ManagementClient(options.managementUrl), options.vhost ?? '/');
+  return findDrift(expectedTopology(app), new ManagementClient(options.managementUrl, options.credentials), options.vhost ?? '/');
 }

@@ -1,5 +1,6 @@
 import { DLQ_SUFFIX } from '../define/topology.js';
 import { namePattern } from '../topology/drift.js';
+import type { ManagementCredentials } from '../support/credentials.js';
 import { ManagementClient, type ManagedQueue } from '../topology/management.js';
 
 export interface QueueSnapshot {
@@ -47,6 +48,8 @@ export interface BrokerSnapshot {
 export interface InspectOptions {
   /** The management HTTP API, e.g. http://guest:guest@localhost:15672. */
   managementUrl: string;
+  /** The login, instead of (or beside) the URL's userinfo: a user name and password, each a value or a file read at each request. */
+  credentials?: ManagementCredentials;
   /** Default '/'. */
   vhost?: string;
   /** Only queues whose name matches: a pattern with `*` (any characters), else a part of the name. */
@@ -59,7 +62,7 @@ const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : und
 /** What the broker holds and who is connected, through the management API. Rejects with ManagementError. */
 export async function inspectBroker(options: InspectOptions): Promise<BrokerSnapshot> {
   const vhost = options.vhost ?? '/';
-  const api = new ManagementClient(options.managementUrl);
+  const api = new ManagementClient(options.managementUrl, options.credentials);
   const [queues, connections, nodes] = await Promise.all([api.queues(vhost), api.connections(), api.nodes()]);
   const byName = new Map(queues.map((q) => [q.name, q]));
   const pattern = options.pattern;

@@ -2,7 +2,7 @@ import { defaultTransport } from '../amqp/default-transport.js';
 import { ConnectionManager, type ConnectionRole, type ConnectionState, type ReconnectInfo } from '../amqp/connection.js';
 import { withChannel } from '../amqp/close.js';
 import { amqpCode, brokerText, ReplyCode } from '../amqp/reply-codes.js';
-import type { Link, SocketOptions, Transport } from '../amqp/transport.js';
+import type { Link, SocketOptions, TlsOptions, Transport } from '../amqp/transport.js';
 import { Subscription, type ConsumerEvent, type ConsumerHandle, type ConsumerHealth } from '../consume/subscription.js';
 import {
   deadLetterQueueOf,
@@ -29,7 +29,8 @@ import { TypedEmitter } from '../support/events.js';
 import { silentLogger, type Logger } from '../support/logger.js';
 import { assertTopology, assertWaitQueue, type DeclareTarget } from '../topology/apply.js';
 import { ManagementClient } from '../topology/management.js';
-import { optionsSchema, type ConnectOptions, type Settings } from './options.js';
+import { userinfoOf, type CredentialSource } from '../support/credentials.js';
+import { optionsSchema, securityProblems, type ConnectOptions, type Settings } from './options.js';
 
 export type { ConnectOptions };
 
@@ -74,6 +75,7 @@ export class Warren extends TypedEmitter<WarrenEvents> {
   readonly #log: Logger;
   readonly #declare: DeclareTarget;
   readonly #socketOptions: SocketOptions;
+  readonly #tls: TlsOptions;
   readonly #transport: Transport;
   readonly #publishConn: ConnectionManager;
   #consumeConn: ConnectionManager | undefined;
@@ -85,6 +87,7 @@ export class Warren extends TypedEmitter<WarrenEvents> {
   #closePromise: Promise<void> | undefined;
   /** close() has finished. */
   #closed = false;
+  #deliveryLimitsChecked = false;
 
   /** @internal Use `connect()`. */
   constructor(settings: Settings, topology: Topology, logger: Logger, socketOptions: SocketOptions, transport: Transport) {
@@ -96,11 +99,18 @@ export class Warren extends TypedEmitter<WarrenEvents> {
     this.#root = logger.child({ client: settings.name });
     this.#log = this.#root.child({ component: 'warren' });
     this.#socketOptions = socketOptions;
+    this.#tls = settings.tls ?? { rejectUnauthorized: true, minVersion: 'TLSv1.2' };
+    if (settings.urls.some((u) => u.startsWith('amqps://')) && (!this.#tls.rejectUnauthorized || socketOptions.rejectUnauthorized === false)) {
+      this.#log.warn(
+        { rejectUnauthorized: false },
+        "TLS certificate checks are off (rejectUnauthorized: false): this client talks to whoever answers at the broker's address. Give tls.ca instead",
+      );
+    }
     const firstUrl = new URL(settings.urls[0] ?? '');
     this.#declare = {
       topology,
       vhost: decodeURIComponent(firstUrl.pathname.slice(1)) || '/',
-      management: settings.managementUrl !== undefined ? new ManagementClient(settings.managementUrl) : undefined,
+      management: settings.managementUrl !== undefined ? new ManagementClient(settings.managementUrl, managementLogin(settings)) : undefined,
       log: this.#root.child({ component: 'topology' }),
       declare: settings.declare,
     };
@@ -137,6 +147,9 @@ export class Warren extends TypedEmitter<WarrenEvents> {
       backoff: { initialDelayMs: s.reconnect.initialDelay, maxDelayMs: s.reconnect.maxDelay, factor: s.reconnect.factor },
       logger: this.#root,
       socketOptions: this.#socketOptions,
+      ...(s.credentials?.mechanism === 'PLAIN' ? { credentials: s.credentials } : {}),
+      tls: this.#tls,
+      mechanism: s.credentials?.mechanism ?? 'PLAIN',
       setup: (conn, ctx) => this.#setup(conn, ctx.initial, role),
     });
     m.on('state', (state, previous) => this.emit('state', { role, state, previous }));
@@ -150,6 +163,7 @@ export class Warren extends TypedEmitter<WarrenEvents> {
 
   /** Asserts the topology on a new connection. On a reconnect a mismatch is reported, not retried in a loop. */
   async #setup(conn: Link, initial: boolean, role: ConnectionRole): Promise<void> {
+    if (initial) this.#warnDeliveryLimits(conn);
     try {
       // An exclusive queue belongs to the connection that declares it: only the consume connection may.
       await assertTopology(conn, this.#declare, { exclusiveQueues: role === 'consume' });
@@ -160,6 +174,28 @@ export class Warren extends TypedEmitter<WarrenEvents> {
         return;
       }
       throw err;
+    }
+  }
+
+  /**
+   * RabbitMQ 4.x gives every quorum queue a delivery limit of 20 (3.x: none): a message returned
+   * 20 times (requeued by its handler, or unacked when its consumer's connection was lost) is then
+   * dead-lettered, or dropped when the queue has nowhere to dead-letter to. Said once per client,
+   * for each quorum queue of the topology with neither a dead-letter target nor its own limit.
+   */
+  #warnDeliveryLimits(conn: Link): void {
+    if (this.#deliveryLimitsChecked) return;
+    this.#deliveryLimitsChecked = true;
+    const major = Number.parseInt(conn.serverVersion ?? '', 10);
+    if (!(major >= 4)) return;
+    for (const q of this.topology.queues) {
+      if (q.type !== 'quorum' || q.deadLetterOf !== undefined) continue;
+      if ('x-dead-letter-exchange' in q.arguments || 'x-delivery-limit' in q.arguments) continue;
+      this.#log.warn(
+        { queue: q.name, broker: conn.serverVersion },
+        `RabbitMQ ${conn.serverVersion ?? '4'} drops a message of quorum queue '${q.name}' once it has been returned 20 times (requeued, or unacked when its consumer's connection was lost): ` +
+          'the queue has no dead-letter target. Set deadLetter: true to keep such messages in its .dlq, or deliveryLimit to choose the limit (unless a policy sets one)',
+      );
     }
   }
 
@@ -354,12 +390,16 @@ export class Warren extends TypedEmitter<WarrenEvents> {
 
 /**
  * Connects to RabbitMQ, asserts the topology, and returns a client ready to publish. Rejects
- * with ConfigError (bad options), AccessRefusedError (wrong credentials or vhost),
- * TopologyMismatchError, or ConnectionError (no broker reachable within `initialConnectTimeout`).
+ * with ConfigError (bad options), AccessRefusedError (wrong credentials or vhost), TlsError (a
+ * certificate, name or TLS setting refused, at once), TopologyMismatchError, or ConnectionError
+ * (no broker reachable within `initialConnectTimeout`).
  */
 export async function connect(options: ConnectOptions): Promise<Warren> {
   const { topology = emptyTopology, logger = silentLogger(), socketOptions = {}, transport = defaultTransport, messages = [], ...rest } = options;
-  const extra = isTopology(topology) ? contractProblems(messages, topology) : ['topology: pass what defineTopology({ exchanges, queues }) returns, not the definition itself'];
+  const extra = [
+    ...(isTopology(topology) ? contractProblems(messages, topology) : ['topology: pass what defineTopology({ exchanges, queues }) returns, not the definition itself']),
+    ...securityProblems(rest, socketOptions),
+  ];
   let settings: Settings;
   try {
     settings = parseConfig(optionsSchema, { ...rest, urls: rest.urls ?? transport.defaultUrls }, 'connect() options');
@@ -376,6 +416,20 @@ export async function connect(options: ConnectOptions): Promise<Warren> {
     throw err;
   }
   return warren;
+}
+
+/**
+ * The management API's login: `managementCredentials`; else the user in `managementUrl`; else
+ * `credentials` (with the first AMQP URL's user name when they name none); else none.
+ */
+function managementLogin(s: Settings): CredentialSource | undefined {
+  if (s.managementCredentials !== undefined) return s.managementCredentials;
+  const inUrl = userinfoOf(s.managementUrl ?? '');
+  if (inUrl.username !== '' || inUrl.password !== '' || s.credentials?.mechanism !== 'PLAIN') return undefined;
+  const login: CredentialSource = { ...s.credentials };
+  delete (login as { mechanism?: unknown }).mechanism;
+  const user = login.username !== undefined || login.usernameFile !== undefined ? {} : { username: userinfoOf(s.urls[0] ?? '').username };
+  return { ...login, ...user };
 }
 
 /** Contracts whose exchange the topology does not declare: their first publish would fail with PUBLISH_FAILED (404). */

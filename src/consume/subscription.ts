@@ -2,7 +2,7 @@ import type { ConnectionManager } from '../amqp/connection.js';
 import { withChannel } from '../amqp/close.js';
 import { LiveChannel } from '../amqp/live-channel.js';
 import { permissionError } from '../amqp/permissions.js';
-import { amqpCode, ReplyCode } from '../amqp/reply-codes.js';
+import { amqpCode, consumerTimeoutOf, ReplyCode } from '../amqp/reply-codes.js';
 import type { Channel, Inbound, Link } from '../amqp/transport.js';
 import type { CopyPublisher } from '../dead-letter/copy.js';
 import { waitQueueName } from '../dead-letter/wait-queues.js';
@@ -325,7 +325,7 @@ export class Subscription implements ConsumerHandle {
     const q = this.#def.queue;
     const code = amqpCode(err);
     if (code === ReplyCode.NOT_FOUND) {
-      const fix = this.#deps.declare.declare
+      const fix = this.#deps.declare.declare !== false
         ? 'Declare it in the topology passed to connect().'
         : 'This client connects with declare: false, so it must be declared beforehand: run `warren topology apply <app>` as a user with configure permission.';
       return new ConsumeError(q, `Queue '${q}' does not exist. ${fix}`, { cause: err });
@@ -344,9 +344,17 @@ export class Subscription implements ConsumerHandle {
     this.#acker = undefined;
     // Deliveries not yet handed to the handler are redelivered by the broker; forget them.
     this.#dispatcher.takeWaiting();
-    if (err !== undefined) this.#log.warn({ err }, 'the broker closed the consumer channel');
+    const timeoutMs = consumerTimeoutOf(err);
+    if (timeoutMs !== undefined) {
+      const shown = Number.isNaN(timeoutMs) ? '' : ` (${timeoutMs} ms)`;
+      this.#log.warn(
+        { err, consumerTimeoutMs: Number.isNaN(timeoutMs) ? undefined : timeoutMs },
+        `a delivery was not acked within the broker's consumer timeout${shown}: RabbitMQ closed the channel and puts its unacked messages back on the queue; ` +
+          're-attaching. For handlers that need longer, raise the timeout (policy consumer-timeout, queue argument x-consumer-timeout, or consumer_timeout in rabbitmq.conf) or make the handler faster',
+      );
+    } else if (err !== undefined) this.#log.warn({ err }, 'the broker closed the consumer channel');
     if (this.#state.name === 'stopping' || this.#state.name === 'stopped') return;
-    this.#setState({ name: 'detached', reason: 'channel closed' });
+    this.#setState({ name: 'detached', reason: timeoutMs !== undefined ? 'consumer timeout' : 'channel closed' });
   }
 
   #onMessage(ch: Channel, msg: Inbound | null): void {
@@ -372,7 +380,12 @@ export class Subscription implements ConsumerHandle {
   /** basic.cancel from the broker: the queue was deleted, or its leader moved. */
   #onCancel(ch: Channel): void {
     if (this.#channel !== ch || this.#state.name === 'stopping' || this.#state.name === 'stopped') return;
-    this.#log.warn('the broker cancelled the consumer (queue deleted or moved); re-declaring and re-attaching');
+    // basic.cancel carries no reason: the queue was deleted, its leader moved, or (RabbitMQ 4.3+)
+    // a delivery was held unacked past the consumer timeout. How long since the last delivery tells which is likely.
+    this.#log.warn(
+      { sinceLastDeliveryMs: this.#lastDeliveryAt > 0 ? Date.now() - this.#lastDeliveryAt : undefined },
+      "the broker cancelled the consumer (its queue was deleted or its leader moved, or — RabbitMQ 4.3+ — a delivery was not acked within the broker's consumer timeout); re-declaring and re-attaching",
+    );
     this.#setState({ name: 'detached', reason: 'cancelled by the broker' });
     this.#announce({ type: 'cancelled', consumer: this.#def.name, queue: this.#def.queue });
     this.#live.resubscribe();

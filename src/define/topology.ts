@@ -99,6 +99,25 @@ export interface Topology {
   exchange(name: string): DeclaredExchange | undefined;
 }
 
+/**
+ * Queue arguments RabbitMQ 4.x deprecates and 4.3 refuses (the queue declaration fails), with
+ * what to do instead; undefined for any other argument.
+ */
+function deprecatedArgument(arg: string, value: unknown): string | undefined {
+  switch (arg) {
+    case 'x-queue-master-locator':
+      return "deprecated (RabbitMQ 4.3 refuses it); use 'x-queue-leader-locator' ('client-local' or 'balanced')";
+    case 'x-queue-mode':
+      return 'deprecated and ignored since RabbitMQ 3.12 (classic queues keep messages on disk as lazy ones did; 4.3 refuses it); remove it';
+    case 'x-queue-version':
+      return value === 1 || value === '1'
+        ? 'version 1 classic queues are gone in RabbitMQ 4.x (4.3 refuses x-queue-version 1); remove it (version 2 is the default)'
+        : undefined;
+    default:
+      return arg.startsWith('x-ha-') ? 'classic queue mirroring was removed in RabbitMQ 4.0; use a quorum queue (type: quorum) for a replicated queue' : undefined;
+  }
+}
+
 /** Exchanges every broker has; they may be bound to without being declared. */
 const BUILT_IN_EXCHANGES = new Set(['amq.direct', 'amq.topic', 'amq.fanout', 'amq.headers', 'amq.match', 'amq.rabbitmq.trace']);
 
@@ -165,6 +184,16 @@ export function defineTopology(definition: TopologyDefinition): Topology {
       if (q.deadLetterStrategy !== undefined) problems.push(`${at}: deadLetterStrategy needs a quorum queue`);
     }
     if (q.type === 'stream' && q.deadLetter !== false) problems.push(`${at}: stream queues do not dead-letter; remove deadLetter`);
+    if (q.type === 'classic' && !q.durable && !q.exclusive) {
+      problems.push(
+        `${at}: a transient (durable: false) queue that is not exclusive is refused by RabbitMQ 4.3 (deprecated feature transient_nonexcl_queues); ` +
+          'make it durable, or exclusive: true for a queue that lives and dies with its connection',
+      );
+    }
+    for (const [arg, value] of Object.entries(q.arguments ?? {})) {
+      const why = deprecatedArgument(arg, value);
+      if (why !== undefined) problems.push(`${at}.arguments.${arg}: ${why}`);
+    }
     if (q.deadLetterStrategy === 'at-least-once' && q.overflow !== 'reject-publish') {
       problems.push(`${at}: deadLetterStrategy 'at-least-once' needs overflow: 'reject-publish' (RabbitMQ requires it)`);
     }

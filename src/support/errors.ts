@@ -10,6 +10,7 @@ export type WarrenErrorCode =
   | 'CONNECTION_FAILED'
   | 'ACCESS_REFUSED'
   | 'PERMISSION_REFUSED'
+  | 'TLS_FAILED'
   | 'CLOSED'
   | 'TOPOLOGY_MISMATCH'
   | 'TOPOLOGY_FAILED'
@@ -24,7 +25,8 @@ export type WarrenErrorCode =
   | 'NON_RETRYABLE'
   | 'MANAGEMENT_FAILED'
   | 'NOT_MODELLED'
-  | 'NOT_SETTLED';
+  | 'NOT_SETTLED'
+  | 'CREDENTIALS_UNREADABLE';
 
 export interface WarrenErrorOptions {
   cause?: unknown;
@@ -181,6 +183,78 @@ export class PermissionError extends WarrenError {
     this.user = user;
     this.operation = operation;
     this.alternatives = alternatives;
+  }
+}
+
+/**
+ * A credentials file (`credentials.usernameFile` / `passwordFile`) cannot be read or is empty. The
+ * message and `path` name the file, never its contents. At connect() it fails at once; on a
+ * reconnect the attempt fails and is retried (the file is read again each time).
+ */
+export class CredentialsError extends WarrenError {
+  readonly path: string;
+
+  constructor(message: string, options: WarrenErrorOptions & { path: string }) {
+    super('CREDENTIALS_UNREADABLE', message, options);
+    this.path = options.path;
+  }
+}
+
+/** Which part of a TLS connection failed: `TlsError.reason`. */
+export type TlsFailureReason =
+  | 'untrusted-certificate'
+  | 'hostname-mismatch'
+  | 'certificate-expired'
+  | 'certificate-not-yet-valid'
+  | 'client-certificate-refused'
+  | 'protocol-version'
+  | 'not-tls'
+  | 'tls-required'
+  | 'key-passphrase'
+  | 'key-mismatch'
+  | 'unreadable-tls-material'
+  | 'handshake-failed';
+
+/** What went wrong and what to do, by reason. */
+const tlsAdvice: Record<TlsFailureReason, string> = {
+  'untrusted-certificate':
+    "the broker's certificate is not signed by a CA this client trusts. Give the CA that signed it (the whole chain up to the root) as tls.ca; " +
+    'do not turn tls.rejectUnauthorized off to get past this',
+  'hostname-mismatch':
+    "the broker's certificate is not issued for the host name this client connected to (or tls.servername). Connect with a name in its " +
+    'subjectAltName, set tls.servername to one, or reissue the certificate with this name',
+  'certificate-expired': "the broker's certificate has expired. Renew it on the broker (then the connection comes back by itself)",
+  'certificate-not-yet-valid': "the broker's certificate is not valid yet. Check the clocks of this machine and of the broker, or the certificate's start date",
+  'client-certificate-refused':
+    "the broker refused this client's certificate (or wanted one and got none). Give tls.cert and tls.key (or tls.pfx) signed by a CA " +
+    "the broker trusts (its ssl_options.cacertfile), not expired",
+  'protocol-version':
+    'this client and the broker share no TLS version. warren asks for tls.minVersion (TLS 1.2 by default); enable TLS 1.2 or 1.3 on the broker (ssl_options.versions)',
+  'not-tls': "the broker did not answer in TLS: this port is probably a plain AMQP listener (5672). Use the broker's TLS port (usually 5671) with amqps://",
+  'tls-required': "this port is a TLS listener, and the URL is amqp://. Use amqps:// (and give tls.ca if the broker's CA is not a public one)",
+  'key-passphrase': 'the client key could not be decrypted: tls.passphrase is wrong, or missing for an encrypted key',
+  'key-mismatch': 'tls.cert and tls.key do not belong together: give the key the certificate was issued for',
+  'unreadable-tls-material': 'a certificate or key in the TLS options could not be read: give PEM text (or a Buffer of it), or a PKCS#12 tls.pfx',
+  'handshake-failed': 'the TLS handshake failed. Check the TLS settings of the broker (ssl_options) and of this client (tls)',
+};
+
+/**
+ * A TLS connection to the broker failed for a reason that retrying will not fix: connect() rejects
+ * with it at once; on a reconnect it is logged and retried with backoff (a renewed certificate
+ * lets it through). `reason` says which failure; `tlsCode` is Node's or OpenSSL's code (e.g.
+ * `CERT_HAS_EXPIRED`, `ERR_TLS_CERT_ALTNAME_INVALID`), when there is one.
+ */
+export class TlsError extends WarrenError {
+  readonly reason: TlsFailureReason;
+  readonly tlsCode: string | undefined;
+
+  /** `url`: the broker's URL, password redacted; `detail`: the TLS library's own text. */
+  constructor(reason: TlsFailureReason, url: string, options: WarrenErrorOptions & { tlsCode?: string | undefined; detail?: string | undefined } = {}) {
+    const code = options.tlsCode === undefined ? '' : ` (${options.tlsCode})`;
+    const detail = options.detail === undefined || options.detail === '' ? '' : ` [${options.detail}]`;
+    super('TLS_FAILED', `TLS connection to ${url} failed${code}: ${tlsAdvice[reason]}.${detail}`, options);
+    this.reason = reason;
+    this.tlsCode = options.tlsCode;
   }
 }
 

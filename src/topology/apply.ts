@@ -20,13 +20,14 @@ export interface DeclareTarget {
    * False (connect()'s `declare: false`): something else declares the topology (a deploy step
    * running `warren topology apply`), so nothing is declared; a queue about to be consumed and
    * its retry wait queues are only checked to exist (a passive declare, which needs no permission).
+   * Default true.
    */
-  readonly declare: boolean;
+  readonly declare?: boolean;
 }
 
 /** Asserts every exchange, queue and binding of the topology on the broker. */
 export async function assertTopology(link: Link, target: DeclareTarget, options: { exclusiveQueues: boolean }): Promise<void> {
-  if (!target.declare) return;
+  if (target.declare === false) return;
   await runSteps(link, target, planTopology(target.topology, options));
 }
 
@@ -36,7 +37,7 @@ export async function assertTopology(link: Link, target: DeclareTarget, options:
  * false) is only checked to exist.
  */
 export async function assertQueueOf(link: Link, target: DeclareTarget, queueName: string): Promise<void> {
-  const steps = target.declare ? planQueue(target.topology, queueName) : undefined;
+  const steps = target.declare !== false ? planQueue(target.topology, queueName) : undefined;
   if (steps === undefined) {
     await withChannel(link, (ch) => ch.checkQueue(queueName));
     return;
@@ -112,6 +113,15 @@ async function explain(err: unknown, step: Step, target: DeclareTarget): Promise
   if (err instanceof WarrenError) return err;
   const code = amqpCode(err);
   const text = brokerText(err);
+  const unsupported = /unsupported queue type '([^']*)'/.exec(text);
+  if (code === ReplyCode.PRECONDITION_FAILED && step.kind === 'queue' && unsupported !== null) {
+    // Not a difference with an existing queue: this broker does not offer the type at all.
+    return new TopologyError(
+      `RabbitMQ refused ${describeStep(step)}: it does not offer queue type '${unsupported[1] ?? ''}' (disabled, or a plugin or ` +
+        `feature flag it needs is off). Enable it on the broker, or declare the queue with a type it offers (classic, quorum). Broker said: ${text}`,
+      { cause: err },
+    );
+  }
   if (code === ReplyCode.PRECONDITION_FAILED && step.kind !== 'binding') {
     const kind = step.kind;
     const entity = kind === 'exchange' ? step.exchange.name : step.queue.name;
@@ -163,7 +173,7 @@ export async function assertWaitQueue(
   delayMs: number,
   log: Logger,
 ): Promise<void> {
-  if (!target.declare) {
+  if (target.declare === false) {
     await withChannel(link, (ch) => ch.checkQueue(waitQueue)).catch((err: unknown) => {
       throw amqpCode(err) === ReplyCode.NOT_FOUND
         ? new TopologyError(

@@ -1,4 +1,5 @@
 import { ManagementError } from '../support/errors.js';
+import { readLogin, userinfoOf, type CredentialSource } from '../support/credentials.js';
 import { redactUrl } from '../support/redact.js';
 
 /** What the management HTTP API says about a queue or exchange (only the fields warren compares). */
@@ -55,18 +56,35 @@ export interface ManagedNode {
   disk_free_alarm?: boolean;
 }
 
-/** A client of RabbitMQ's management HTTP API. Credentials from the URL go into the Authorization header, never into a message. */
+/**
+ * A client of RabbitMQ's management HTTP API. The login (the URL's userinfo, with `credentials`
+ * taking the place of what they give; their files read at each request) goes into the
+ * Authorization header, never into a message.
+ */
 export class ManagementClient {
   readonly #base: string;
-  readonly #auth: string | undefined;
+  readonly #login: CredentialSource;
 
-  constructor(url: string) {
+  constructor(url: string, credentials?: CredentialSource) {
+    const inUrl = userinfoOf(url);
+    const c = credentials ?? {};
+    this.#login = {
+      ...(inUrl.username !== '' && c.username === undefined && c.usernameFile === undefined ? { username: inUrl.username } : {}),
+      ...(inUrl.password !== '' && c.password === undefined && c.passwordFile === undefined ? { password: inUrl.password } : {}),
+      ...c,
+    };
     const u = new URL(url);
-    this.#auth =
-      u.username !== '' ? 'Basic ' + Buffer.from(`${decodeURIComponent(u.username)}:${decodeURIComponent(u.password)}`).toString('base64') : undefined;
     u.username = '';
     u.password = '';
     this.#base = u.toString().replace(/\/$/, '');
+  }
+
+  /** The Authorization header for the next request; none when no user name is given anywhere. */
+  async #authorization(): Promise<string | undefined> {
+    const l = this.#login;
+    if (l.username === undefined && l.usernameFile === undefined && l.password === undefined && l.passwordFile === undefined) return undefined;
+    const { username, password } = await readLogin(l, '');
+    return 'Basic ' + Buffer.from(`${username}:${password}`).toString('base64');
   }
 
   toString(): string {
@@ -110,7 +128,8 @@ export class ManagementClient {
 
   async #get<T>(path: string): Promise<T> {
     const headers: Record<string, string> = { accept: 'application/json' };
-    if (this.#auth !== undefined) headers['authorization'] = this.#auth;
+    const auth = await this.#authorization();
+    if (auth !== undefined) headers['authorization'] = auth;
     let res: Response;
     try {
       res = await fetch(this.#base + path, { headers, signal: AbortSignal.timeout(5000) });
@@ -122,7 +141,7 @@ export class ManagementClient {
     }
     if (res.status === 401 || res.status === 403) {
       throw new ManagementError(
-        `The RabbitMQ management API at ${this.toString()} refused the credentials (HTTP ${res.status}): give a user with the management tag (or monitoring, for inspect) in the URL.`,
+        `The RabbitMQ management API at ${this.toString()} refused the credentials (HTTP ${res.status}): give a user with the management tag (or monitoring, for inspect), in the URL or as credentials.`,
         { status: res.status },
       );
     }

@@ -39,6 +39,14 @@ function alive(pid: number): boolean {
   }
 }
 
+/** What a test adds to a node's setup (see `create()`). */
+export interface NodeSetup {
+  /** Lines appended to rabbitmq.conf (e.g. a TLS listener and its `ssl_options.*`). */
+  extraConfig?: readonly string[];
+  /** Plugins enabled beside rabbitmq_management (e.g. rabbitmq_auth_mechanism_ssl). */
+  plugins?: readonly string[];
+}
+
 export interface CtlResult {
   code: number;
   stdout: string;
@@ -97,14 +105,14 @@ export class RabbitNode {
     };
   }
 
-  /** Writes a fresh config (wiping any data an earlier run left) and starts the node. */
-  async create(): Promise<this> {
+  /** Writes a fresh config (wiping any data an earlier run left), with `setup`'s additions, and starts the node. */
+  async create(setup: NodeSetup = {}): Promise<this> {
     await this.#killLeftover();
     await rm(this.dir, { recursive: true, force: true });
     await mkdir(path.join(this.dir, 'mnesia'), { recursive: true });
     await mkdir(path.join(this.dir, 'log'), { recursive: true });
     await writeFile(path.join(this.dir, 'rabbitmq-env.conf'), '');
-    await writeFile(path.join(this.dir, 'enabled_plugins'), '[rabbitmq_management].\n');
+    await writeFile(path.join(this.dir, 'enabled_plugins'), `[${['rabbitmq_management', ...(setup.plugins ?? [])].join(',')}].\n`);
     await writeFile(
       path.join(this.dir, 'rabbitmq.conf'),
       [
@@ -116,6 +124,7 @@ export class RabbitNode {
         'collect_statistics_interval = 500',
         // A nearly full disk must not raise a disk alarm that blocks publishers mid-scenario.
         'disk_free_limit.absolute = 10MB',
+        ...(setup.extraConfig ?? []),
         '',
       ].join('\n'),
     );

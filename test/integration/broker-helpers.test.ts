@@ -20,7 +20,7 @@ describe('broker test helpers', () => {
     const queue = track.queue(uniqueName('counts'));
     await withRawChannel(async (_ch, conn) => {
       const confirm = await conn.createConfirmChannel();
-      await confirm.assertQueue(queue, { durable: false });
+      await confirm.assertQueue(queue, { durable: true });
       for (let i = 0; i < 3; i++) confirm.sendToQueue(queue, Buffer.from(`m${i}`));
       await confirm.waitForConfirms();
     });

@@ -1,4 +1,7 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { createServer as createNetServer, type AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { Server } from 'node:http';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
@@ -333,6 +336,66 @@ describe('resolveTarget', () => {
   it('hides a password as it was written in the URL', () => {
     const url = 'amqp://app:s3cret%21@mq:5672';
     expect(redact(`cannot connect to ${url}`, resolveTarget({ url }).secrets)).not.toContain('s3cret');
+  });
+});
+
+describe('resolveTarget: the login', () => {
+  const names = ['AMQP_URL', 'RABBITMQ_MANAGEMENT_URL', 'WARREN_USERNAME', 'WARREN_PASSWORD', 'WARREN_PASSWORD_FILE'] as const;
+  const saved = Object.fromEntries(names.map((n) => [n, process.env[n]]));
+  const env = (values: Partial<Record<(typeof names)[number], string>>): void => {
+    for (const n of names) {
+      const v = values[n];
+      if (v === undefined) delete process.env[n];
+      else process.env[n] = v;
+    }
+  };
+  afterEach(() => env(saved));
+  const secretFile = (contents: string): string => {
+    const path = join(mkdtempSync(join(tmpdir(), 'warren-cli-')), 'password');
+    writeFileSync(path, contents);
+    return path;
+  };
+
+  it('takes WARREN_USERNAME and WARREN_PASSWORD_FILE, for the broker and the management API beside it', () => {
+    const passwordFile = secretFile('from-file-password\n');
+    env({ AMQP_URL: 'amqp://mq.internal:5672/shop', WARREN_USERNAME: 'billing', WARREN_PASSWORD_FILE: passwordFile });
+    const t = resolveTarget({});
+    expect(t).toMatchObject({ urls: ['amqp://mq.internal:5672/shop'], credentials: { username: 'billing', passwordFile }, managementUrl: 'http://mq.internal:15672', managementCredentials: { username: 'billing', passwordFile } });
+    // The password read from the file is hidden in what the command prints.
+    expect(redact('failed with from-file-password')).toBe('failed with ***');
+  });
+
+  it('--username and --password-file come before the environment; the default broker is then given no login of its own', () => {
+    const passwordFile = secretFile('pw');
+    env({ WARREN_USERNAME: 'env-user', WARREN_PASSWORD_FILE: '/elsewhere' });
+    expect(resolveTarget({ username: 'ops', passwordFile })).toMatchObject({ urls: ['amqp://localhost:5672'], credentials: { username: 'ops', passwordFile } });
+  });
+
+  it("WARREN_PASSWORD with the URL's user; the management API logs in as that user too, unless its URL has its own login", () => {
+    env({ AMQP_URL: 'amqp://app@mq:5672', WARREN_PASSWORD: 'env-password' });
+    expect(resolveTarget({})).toMatchObject({ credentials: { password: 'env-password' }, managementUrl: 'http://mq:15672', managementCredentials: { password: 'env-password', username: 'app' } });
+    expect(resolveTarget({ managementUrl: 'http://ops:mgmt@mq:15672' }).managementCredentials).toBeUndefined();
+    expect(resolveTarget({ managementUrl: 'http://mq:15672' }).managementCredentials).toEqual({ password: 'env-password', username: 'app' });
+  });
+
+  it("without any on the command line, the app's connect.credentials and managementCredentials", () => {
+    const app = defineApp({ name: 'billing', connect: { urls: ['amqp://billing@mq:5672'], credentials: { passwordFile: '/run/pw' }, managementUrl: 'http://mq:15672', managementCredentials: { username: 'm', password: 'mp' } } });
+    expect(resolveTarget({}, app)).toMatchObject({ credentials: { passwordFile: '/run/pw' }, managementCredentials: { username: 'm', password: 'mp' } });
+    env({ WARREN_USERNAME: 'ops', WARREN_PASSWORD: 'x', AMQP_URL: 'amqp://mq:5672' });
+    expect(resolveTarget({}, app).credentials).toEqual({ username: 'ops', password: 'x' });
+  });
+
+  it.each<[string, Partial<Record<(typeof names)[number], string>>, ConnectionFlags, string]>([
+    ['a password in the URL and in WARREN_PASSWORD', { AMQP_URL: 'amqp://u:url-s3cret@mq', WARREN_PASSWORD: 'env-s3cret' }, {}, 'the password is given twice, in AMQP_URL and by WARREN_PASSWORD'],
+    ['a password in --url and --password-file', {}, { url: 'amqp://u:url-s3cret@mq', passwordFile: '/pw' }, 'the password is given twice, in --url and by --password-file'],
+    ['a user in the URL and --username', {}, { url: 'amqp://u@mq', username: 'v' }, 'the user name is given twice'],
+    ['a password and no user name', { WARREN_PASSWORD: 'env-s3cret' }, { url: 'amqp://mq' }, 'WARREN_PASSWORD needs a user name: give --username, WARREN_USERNAME, or the user in --url'],
+    ['WARREN_PASSWORD and WARREN_PASSWORD_FILE', { WARREN_PASSWORD: 'env-s3cret', WARREN_PASSWORD_FILE: '/pw' }, {}, 'the password is given twice, by WARREN_PASSWORD and WARREN_PASSWORD_FILE'],
+  ])('refuses %s as a usage error that shows neither', (_case, values, flags, text) => {
+    env(values);
+    const err = usageErrorOf(() => resolveTarget(flags));
+    expect(err.message).toContain(text);
+    expect(err.message).not.toMatch(/s3cret/);
   });
 });
 

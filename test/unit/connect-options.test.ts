@@ -66,6 +66,17 @@ describe('connect() options', () => {
     expect(err.problems).toHaveLength(5);
   });
 
+  it('refuses a frameMax below 8192 in a URL (RabbitMQ 4.1 refuses such connections), and takes 0 or 8192', async () => {
+    expect.hasAssertions();
+    const err = await configError({ urls: ['amqp://u:s3cr3t@localhost:5672/?frameMax=4096'] });
+    expect(err.problems).toEqual([expect.stringMatching(/urls\.0: frameMax must be at least 8192/)]);
+    expect(err.message).not.toContain('s3cr3t');
+    for (const ok of ['amqp://localhost/?frameMax=8192', 'amqp://localhost/?frameMax=0']) {
+      const e = await configError({ urls: [ok], heartbeat: 'soon' as Duration });
+      expect(e.problems).toEqual([expect.stringMatching(/^heartbeat/)]);
+    }
+  });
+
   it('never puts a password given in a URL into the error', async () => {
     expect.hasAssertions();
     for (const urls of [

@@ -1,4 +1,10 @@
+import { EventEmitter } from 'node:events';
+import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
+import type { Channel, Link } from '../../src/amqp/transport.js';
+import { defineTopology } from '../../src/define/topology.js';
+import { TopologyError, TopologyMismatchError } from '../../src/support/errors.js';
+import { assertTopology } from '../../src/topology/apply.js';
 import { diff } from '../../src/topology/diff.js';
 import type { ManagedEntity } from '../../src/topology/management.js';
 
@@ -68,5 +74,28 @@ describe('topology mismatch diff (declared vs management API)', () => {
     expect(diff(declared, { ...actual, type: 'topic', internal: false, arguments: { 'alternate-exchange': 'ae' } })).toEqual([
       { argument: 'alternate-exchange', declared: undefined, actual: 'ae' },
     ]);
+  });
+});
+
+describe('assertTopology: a queue type the broker does not offer', () => {
+  it('is a TopologyError that names the queue and the type and says what to do, not a mismatch', async () => {
+    expect.hasAssertions();
+    // RabbitMQ's own refusal (4.0.5 and 3.10 word it the same), for a queue type it does not offer.
+    const refusal = Object.assign(
+      new Error(
+        `Operation failed: QueueDeclare; 406 (PRECONDITION-FAILED) with message "PRECONDITION_FAILED - invalid arg 'x-queue-type' for queue 'events' in vhost '/': "unsupported queue type 'stream'""`,
+      ),
+      { code: 406 },
+    );
+    const channel = new EventEmitter() as EventEmitter & Partial<Channel>;
+    channel.assertQueue = () => Promise.reject(refusal);
+    channel.close = () => Promise.resolve();
+    const link = { createChannel: () => Promise.resolve(channel as unknown as Channel) } as unknown as Link;
+    const topology = defineTopology({ queues: { events: { type: 'stream' } } });
+    const err = await assertTopology(link, { topology, vhost: '/', management: undefined, log: pino({ level: 'silent' }) }, { exclusiveQueues: true }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(TopologyError);
+    expect(err).not.toBeInstanceOf(TopologyMismatchError);
+    expect((err as TopologyError).code).toBe('TOPOLOGY_FAILED');
+    expect((err as Error).message).toMatch(/queue 'events'.*does not offer queue type 'stream'.*Enable it on the broker/s);
   });
 });

@@ -150,8 +150,32 @@ describe('defineTopology: ConfigError', () => {
     ['a duration in an unknown unit', { queues: { q: { expires: '2d' } } }],
     ['a negative duration', { queues: { q: { messageTtl: -1 } } }],
     ['a negative maxLength', { queues: { q: { maxLength: -1 } } }],
+    // Refused by RabbitMQ 4.3: a ConfigError before anything reaches the broker.
+    ['a transient non-exclusive classic queue', { queues: { q: { durable: false } } }],
+    ['x-queue-master-locator', { queues: { q: { arguments: { 'x-queue-master-locator': 'min-masters' } } } }],
+    ['x-queue-mode', { queues: { q: { arguments: { 'x-queue-mode': 'lazy' } } } }],
+    ['x-queue-version 1', { queues: { q: { arguments: { 'x-queue-version': 1 } } } }],
+    ['a classic mirroring argument', { queues: { q: { arguments: { 'x-ha-policy': 'all' } } } }],
   ])('reports %s as one problem', (_what, def) => {
     expect(problemsOf(def)).toHaveLength(1);
+  });
+
+  it('says what to use instead of what RabbitMQ 4.3 refuses', () => {
+    expect(problemsOf({ queues: { q: { durable: false } } })[0]).toMatch(/queues\.q: .*transient_nonexcl_queues.*exclusive: true/);
+    expect(problemsOf({ queues: { q: { arguments: { 'x-queue-master-locator': 'min-masters' } } } })[0]).toMatch(/x-queue-leader-locator/);
+    expect(problemsOf({ queues: { q: { arguments: { 'x-queue-version': 1 } } } })[0]).toMatch(/version 2 is the default/);
+  });
+
+  it('accepts what RabbitMQ 4.3 still takes: a transient exclusive queue, x-queue-version 2, x-queue-leader-locator', () => {
+    expect(() =>
+      defineTopology({
+        queues: {
+          replies: { durable: false, exclusive: true, autoDelete: true },
+          v2: { arguments: { 'x-queue-version': 2 } },
+          led: { type: 'quorum', arguments: { 'x-queue-leader-locator': 'balanced' } },
+        },
+      }),
+    ).not.toThrow();
   });
 
   it('lists every problem at once: a binding to an undeclared exchange and deliveryLimit on a classic queue', () => {
