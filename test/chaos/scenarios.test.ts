@@ -92,10 +92,13 @@ function childLog(child: ConsumerChild | undefined, queueType: QueueType): strin
   return file;
 }
 
+/** The version of RabbitMQ the scenarios' nodes run (CHAOS_RABBITMQ=4: 4.x), for the figures table. */
+let rabbitmqVersion = 'unknown';
+
 /** Records the figures for the table, then asserts the pass rules. */
 function judge(title: string, f: Figures, extra: string[] = [], rules: RuleOptions = {}): void {
   const broken = [...brokenRules(f, rules), ...extra];
-  record(title, f, broken);
+  record(title, f, broken, rabbitmqVersion);
   expect(broken, `${title} (${f.queueType}) broke the pass rules`).toEqual([]);
 }
 
@@ -103,6 +106,7 @@ describe.runIf(chosen.some((n) => n !== 10))('single test-owned node', () => {
   let node: RabbitNode;
   beforeAll(async () => {
     node = await startNode(1);
+    rabbitmqVersion = await node.rabbitmqVersion();
   });
   afterAll(async () => {
     await node?.destroy();
@@ -464,6 +468,7 @@ describe.runIf(runs(10))('10. failover in a 3-node cluster', () => {
   };
   beforeAll(async () => {
     nodes = await startCluster([2, 3, 4]);
+    rabbitmqVersion = (await nodes[0]?.rabbitmqVersion()) ?? 'unknown';
   });
   afterAll(async () => {
     await Promise.all(nodes.map((n) => n.destroy()));
