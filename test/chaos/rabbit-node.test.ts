@@ -1,8 +1,9 @@
 // The test-owned node helper itself: a node of our own starts on its own ports, survives the
 // faults the chaos suite injects, and never touches the shared broker.
+import { readFileSync, readlinkSync } from 'node:fs';
 import amqp from 'amqplib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { RabbitNode, startNode } from '../helpers/rabbit-node.js';
+import { RABBITMQ4_ROOT, RabbitNode, startNode } from '../helpers/rabbit-node.js';
 
 async function rawConnection(url: string) {
   const conn = await amqp.connect(url);
@@ -20,13 +21,23 @@ describe('test-owned RabbitMQ node', () => {
   });
 
   it('listens on its own ports, with its own management API, named as asked', async () => {
-    expect(node.amqpPort).toBe(5689);
+    // 5689 for the host's RabbitMQ, 5789 for 4.x in the chroot (CHAOS_RABBITMQ=4).
+    const port = node.flavour === '4' ? 5789 : 5689;
+    expect(node.amqpPort).toBe(port);
     const conn = await rawConnection(node.amqpUrl);
     await conn.close();
     const overview = (await (await node.management.request('GET', '/api/overview')).json()) as { node: string; listeners: { port: number }[] };
     expect(overview.node).toBe(node.name);
-    expect(overview.listeners.map((l) => l.port)).toContain(5689);
+    expect(overview.listeners.map((l) => l.port)).toContain(port);
     expect(overview.listeners.map((l) => l.port)).not.toContain(5672);
+    expect(await node.rabbitmqVersion()).toMatch(node.flavour === '4' ? /^4\./ : /^3\./);
+  });
+
+  it("its pid file names its Erlang VM as this test's processes see it (for 4.x: a host pid, inside the chroot)", async () => {
+    // kill(), freeze() and thaw() signal this pid: a wrong one would signal some other process.
+    const pid = await node.pid();
+    expect(readFileSync(`/proc/${pid}/comm`, 'utf8').trim()).toBe('beam.smp');
+    expect(readlinkSync(`/proc/${pid}/root`)).toBe(node.flavour === '4' ? RABBITMQ4_ROOT : '/');
   });
 
   it('keeps a confirmed persistent message across SIGKILL and restart', async () => {

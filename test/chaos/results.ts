@@ -9,6 +9,8 @@ export const FIGURES_FILE = path.join(RESULTS_DIR, 'figures.jsonl');
 export interface Row extends Figures {
   title: string;
   broken: string[];
+  /** The RabbitMQ version the scenario ran on, e.g. `3.10.8` or `4.0.5`. */
+  rabbitmq: string;
 }
 
 export interface RuleOptions {
@@ -31,8 +33,8 @@ export function brokenRules(f: Figures, { expectRecovery = true }: RuleOptions =
 }
 
 /** Appends a scenario's figures for the table printed after the run. */
-export function record(title: string, f: Figures, broken: string[]): void {
-  const row: Row = { ...f, title, broken };
+export function record(title: string, f: Figures, broken: string[], rabbitmq: string): void {
+  const row: Row = { ...f, title, broken, rabbitmq };
   appendFileSync(FIGURES_FILE, JSON.stringify(row) + '\n');
 }
 

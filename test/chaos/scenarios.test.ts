@@ -8,6 +8,7 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import amqp, { type Channel } from 'amqplib';
+import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defineMessage, WarrenError } from '../../src/index.js';
 import { waitFor } from '../helpers/broker.js';
@@ -92,10 +93,13 @@ function childLog(child: ConsumerChild | undefined, queueType: QueueType): strin
   return file;
 }
 
+/** The version of RabbitMQ the scenarios' nodes run (CHAOS_RABBITMQ=4: 4.x), for the figures table. */
+let rabbitmqVersion = 'unknown';
+
 /** Records the figures for the table, then asserts the pass rules. */
 function judge(title: string, f: Figures, extra: string[] = [], rules: RuleOptions = {}): void {
   const broken = [...brokenRules(f, rules), ...extra];
-  record(title, f, broken);
+  record(title, f, broken, rabbitmqVersion);
   expect(broken, `${title} (${f.queueType}) broke the pass rules`).toEqual([]);
 }
 
@@ -103,6 +107,7 @@ describe.runIf(chosen.some((n) => n !== 10))('single test-owned node', () => {
   let node: RabbitNode;
   beforeAll(async () => {
     node = await startNode(1);
+    rabbitmqVersion = await node.rabbitmqVersion();
   });
   afterAll(async () => {
     await node?.destroy();
@@ -315,7 +320,20 @@ describe.runIf(chosen.some((n) => n !== 10))('single test-owned node', () => {
   describe.runIf(runs(8))('8. publishes to a missing exchange amid normal traffic', () => {
     it.each(QUEUE_TYPES)('%s queue', async (queueType) => {
       const codes: Record<string, number> = {};
+      // Each refused publish closes the publishing channel; what was unconfirmed on it is
+      // re-published, and a message the queue had already taken then arrives twice (a closing
+      // channel drops the confirms it has not sent: RabbitMQ 4.0 logs "Channel is stopping with
+      // N pending publisher confirms"). warren logs how many it re-published: at most that many
+      // duplicates. Seen on 4.0.5, on either queue type, depending on timing.
+      let republished = 0;
+      const logger = pino({ level: 'info' }, {
+        write(line: string) {
+          const entry = JSON.parse(line) as { msg?: string; count?: number };
+          if (entry.msg?.startsWith('publish channel closed with unconfirmed messages') === true) republished += entry.count ?? 0;
+        },
+      });
       const f = await on(queueType, 's8', {
+        logger,
         async fault(run) {
           const Missing = defineMessage({ name: 'chaos.missing', exchange: `chaos.missing.${Date.now()}`, routingKey: 'x', schema: Payload });
           for (let i = 0; i < 3; i += 1) {
@@ -333,6 +351,8 @@ describe.runIf(chosen.some((n) => n !== 10))('single test-owned node', () => {
         ...(codes.PUBLISH_FAILED === 30 ? [] : [`expected all 30 to reject with PUBLISH_FAILED, saw ${JSON.stringify(codes)}`]),
         ...(f.F === 0 ? [] : [`${f.F} publishes of the normal traffic failed: ${JSON.stringify(f.failures)}`]),
       ];
+      f.duplicateBound += republished;
+      f.notes.push(`${republished} unconfirmed messages re-published after the channel closes`);
       judge('8 missing exchange ×3 amid traffic', f, extra);
     });
   });
@@ -464,6 +484,7 @@ describe.runIf(runs(10))('10. failover in a 3-node cluster', () => {
   };
   beforeAll(async () => {
     nodes = await startCluster([2, 3, 4]);
+    rabbitmqVersion = (await nodes[0]?.rabbitmqVersion()) ?? 'unknown';
   });
   afterAll(async () => {
     await Promise.all(nodes.map((n) => n.destroy()));

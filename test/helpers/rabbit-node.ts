@@ -5,8 +5,15 @@
 // distribution 25680+k, with its own config, plugins, data and log files under
 // $TMPDIR/warren-chaos/. It runs as the `rabbitmq` user when the test runs as root (so every node
 // shares that user's Erlang cookie and can be clustered), else as the current user.
+//
+// With CHAOS_RABBITMQ=4 the nodes are RabbitMQ 4.x instead: the same binaries as the node
+// `.ci/rabbitmq4 up` runs, inside its Debian 13 chroot ($RABBITMQ4_ROOT, default
+// /var/tmp/warren-rabbitmq4). Node k is then `warren-chaos4-k@localhost` on 5780+k / 15780+k /
+// 25780+k, with its files under ROOT/tmp/warren-chaos4/, run (and rabbitmqctl'd) as the chroot's
+// rabbitmq user with that user's Erlang cookie. The chroot shares the host's network, epmd and
+// pid namespace, so ports, pids and signals work from here as they do for host nodes. Needs root.
 import { execFile, execFileSync, spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { chown, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -16,8 +23,55 @@ import { portOpen } from './net.js';
 const RABBITMQ_HOME = '/var/lib/rabbitmq';
 const isRoot = process.getuid?.() === 0;
 
+/** Which RabbitMQ test-owned nodes run: Debian's package on the host (3.x), or 4.x in the chroot. */
+export type RabbitFlavour = '3' | '4';
+
+/** The flavour CHAOS_RABBITMQ asks for: `4` for RabbitMQ 4.x in the chroot, else the host's. */
+export function nodeFlavour(): RabbitFlavour {
+  const v = process.env.CHAOS_RABBITMQ?.trim() ?? '';
+  if (v === '' || v === '3') return '3';
+  if (v === '4') return '4';
+  throw new Error(`CHAOS_RABBITMQ must be 3 (the host's rabbitmq-server) or 4 (RabbitMQ 4.x in .ci/rabbitmq4's chroot), got '${v}'`);
+}
+
+/** The chroot `.ci/rabbitmq4` builds, with RabbitMQ 4.x in it. */
+export const RABBITMQ4_ROOT = path.resolve(process.env.RABBITMQ4_ROOT ?? '/var/tmp/warren-rabbitmq4');
+const CHROOT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+/** Why RabbitMQ 4.x nodes cannot run in the chroot here, or undefined. */
+function chrootProblem(): string | undefined {
+  const up = 'run `sudo bash .ci/rabbitmq4 up` first (it builds the chroot, mounts proc and dev in it and creates its Erlang cookie)';
+  if (!isRoot) return `CHAOS_RABBITMQ=4 runs test-owned RabbitMQ 4.x nodes inside ${RABBITMQ4_ROOT} with chroot, which needs root`;
+  if (!existsSync(path.join(RABBITMQ4_ROOT, 'usr/lib/rabbitmq/bin/rabbitmq-server'))) return `CHAOS_RABBITMQ=4 needs RabbitMQ 4.x in the chroot ${RABBITMQ4_ROOT}, and there is none: ${up}`;
+  if (!existsSync(path.join(RABBITMQ4_ROOT, 'proc/self')) || !existsSync(path.join(RABBITMQ4_ROOT, 'dev/null'))) return `proc or dev is not mounted in ${RABBITMQ4_ROOT}: ${up}`;
+  if (!existsSync(path.join(RABBITMQ4_ROOT, RABBITMQ_HOME, '.erlang.cookie'))) return `${RABBITMQ4_ROOT} has no Erlang cookie for its rabbitmq user: ${up}`;
+  return undefined;
+}
+
+/** The chroot's rabbitmq user as uid and gid: not the host's, whose ids differ. */
+function chrootRabbitmqIds(): { uid: number; gid: number } {
+  const passwd = readFileSync(path.join(RABBITMQ4_ROOT, 'etc/passwd'), 'utf8');
+  const fields = passwd.split('\n').map((l) => l.split(':')).find((f) => f[0] === 'rabbitmq');
+  const uid = Number(fields?.[2]);
+  const gid = Number(fields?.[3]);
+  if (fields === undefined || !Number.isInteger(uid) || !Number.isInteger(gid)) throw new Error(`no rabbitmq user in ${RABBITMQ4_ROOT}/etc/passwd: run \`sudo bash .ci/rabbitmq4 up\``);
+  return { uid, gid };
+}
+
+/** The host's rabbitmq user as uid and gid (root runs host nodes as that user). */
+function hostRabbitmqIds(): { uid: number; gid: number } {
+  try {
+    const uid = Number(execFileSync('id', ['-u', 'rabbitmq'], { encoding: 'utf8' }).trim());
+    const gid = Number(execFileSync('id', ['-g', 'rabbitmq'], { encoding: 'utf8' }).trim());
+    return { uid, gid };
+  } catch {
+    throw new Error('running as root, but there is no rabbitmq user to run test nodes as (install rabbitmq-server)');
+  }
+}
+
 /** Why test-owned nodes cannot run here (a message that says what to install), or undefined. */
-export function nodeSupportProblem(): string | undefined {
+export function nodeSupportProblem(flavour: RabbitFlavour = nodeFlavour()): string | undefined {
+  if (flavour === '4') return chrootProblem();
   const found = ['/usr/sbin/rabbitmq-server', '/usr/lib/rabbitmq/bin/rabbitmq-server'].some((p) => existsSync(p));
   if (!found) {
     return (
@@ -55,26 +109,35 @@ export interface CtlResult {
 
 export class RabbitNode {
   readonly index: number;
-  /** The Erlang node name, e.g. `warren-chaos-1@localhost`. */
+  /** `3`: the host's rabbitmq-server; `4`: RabbitMQ 4.x inside .ci/rabbitmq4's chroot. */
+  readonly flavour: RabbitFlavour;
+  /** The Erlang node name, e.g. `warren-chaos-1@localhost` (`warren-chaos4-1@localhost` for 4.x). */
   readonly name: string;
   readonly amqpPort: number;
   readonly managementPort: number;
   readonly distPort: number;
+  /** This node's files, as a path on the host. */
   readonly dir: string;
+  /** The same directory as the node sees it (inside the chroot for 4.x). */
+  readonly #nodeDir: string;
   /** guest/guest on this node's port (loopback_users is off on test nodes). */
   readonly amqpUrl: string;
   readonly managementUrl: string;
   /** The management API of this node (connections, queues, …), as `management` is for the shared broker. */
   readonly management: ReturnType<typeof managementAt>;
 
-  constructor(index: number) {
+  constructor(index: number, flavour: RabbitFlavour = nodeFlavour()) {
     if (!Number.isInteger(index) || index < 1 || index > 9) throw new Error(`node index must be 1..9, got ${index}`);
     this.index = index;
-    this.name = `warren-chaos-${index}@localhost`;
-    this.amqpPort = 5680 + index;
-    this.managementPort = 15680 + index;
-    this.distPort = 25680 + index;
-    this.dir = path.join(os.tmpdir(), 'warren-chaos', `node-${index}`);
+    this.flavour = flavour;
+    // 4.x nodes on ports of their own (5780+k), so they never meet the 3.x ones or rabbit4@localhost.
+    const base = flavour === '4' ? 5780 : 5680;
+    this.name = `${flavour === '4' ? 'warren-chaos4' : 'warren-chaos'}-${index}@localhost`;
+    this.amqpPort = base + index;
+    this.managementPort = 10_000 + base + index;
+    this.distPort = 20_000 + base + index;
+    this.#nodeDir = flavour === '4' ? path.posix.join('/tmp/warren-chaos4', `node-${index}`) : path.join(os.tmpdir(), 'warren-chaos', `node-${index}`);
+    this.dir = flavour === '4' ? path.join(RABBITMQ4_ROOT, this.#nodeDir) : this.#nodeDir;
     this.amqpUrl = `amqp://guest:guest@127.0.0.1:${this.amqpPort}`;
     this.managementUrl = `http://guest:guest@127.0.0.1:${this.managementPort}`;
     this.management = managementAt(() => this.managementUrl);
@@ -85,21 +148,24 @@ export class RabbitNode {
   }
 
   #env(): NodeJS.ProcessEnv {
+    const inChroot = this.flavour === '4';
+    const dir = this.#nodeDir;
     return {
-      PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
+      PATH: inChroot ? CHROOT_PATH : (process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin'),
       LANG: 'C.UTF-8',
       LC_ALL: 'C.UTF-8',
-      HOME: isRoot ? RABBITMQ_HOME : (process.env.HOME ?? os.homedir()),
+      // The Erlang cookie is $HOME/.erlang.cookie: the rabbitmq user's, so nodes can be clustered.
+      HOME: isRoot || inChroot ? RABBITMQ_HOME : (process.env.HOME ?? os.homedir()),
       // Our own (empty) env file: the shared broker's rabbitmq-env.conf sets its NODENAME.
-      RABBITMQ_CONF_ENV_FILE: path.join(this.dir, 'rabbitmq-env.conf'),
+      RABBITMQ_CONF_ENV_FILE: path.join(dir, 'rabbitmq-env.conf'),
       RABBITMQ_NODENAME: this.name,
       RABBITMQ_NODE_PORT: String(this.amqpPort),
       RABBITMQ_DIST_PORT: String(this.distPort),
-      RABBITMQ_MNESIA_BASE: path.join(this.dir, 'mnesia'),
-      RABBITMQ_LOG_BASE: path.join(this.dir, 'log'),
-      RABBITMQ_PID_FILE: path.join(this.dir, 'pid'),
-      RABBITMQ_CONFIG_FILE: path.join(this.dir, 'rabbitmq.conf'),
-      RABBITMQ_ENABLED_PLUGINS_FILE: path.join(this.dir, 'enabled_plugins'),
+      RABBITMQ_MNESIA_BASE: path.join(dir, 'mnesia'),
+      RABBITMQ_LOG_BASE: path.join(dir, 'log'),
+      RABBITMQ_PID_FILE: path.join(dir, 'pid'),
+      RABBITMQ_CONFIG_FILE: path.join(dir, 'rabbitmq.conf'),
+      RABBITMQ_ENABLED_PLUGINS_FILE: path.join(dir, 'enabled_plugins'),
       RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS: '-kernel inet_dist_use_interface {127,0,0,1}',
       ERL_EPMD_ADDRESS: '127.0.0.1',
     };
@@ -133,15 +199,19 @@ export class RabbitNode {
     return this;
   }
 
-  async #chownTree(): Promise<void> {
-    let uid: number;
-    let gid: number;
-    try {
-      uid = Number(execFileSync('id', ['-u', 'rabbitmq'], { encoding: 'utf8' }).trim());
-      gid = Number(execFileSync('id', ['-g', 'rabbitmq'], { encoding: 'utf8' }).trim());
-    } catch {
-      throw new Error('running as root, but there is no rabbitmq user to run test nodes as (install rabbitmq-server)');
+  /** `[file, args]` that run RabbitMQ's `command` (rabbitmq-server, rabbitmqctl) for this node. */
+  #command(command: string, args: string[]): [string, string[]] {
+    if (this.flavour === '4') {
+      const { uid, gid } = chrootRabbitmqIds();
+      // The scripts themselves, not Debian's wrapper, which sends every node's output to one file.
+      return ['chroot', [`--userspec=${uid}:${gid}`, RABBITMQ4_ROOT, `/usr/lib/rabbitmq/bin/${command}`, ...args]];
     }
+    if (command === 'rabbitmq-server' && isRoot) return ['runuser', ['-u', 'rabbitmq', '--', command, ...args]];
+    return [command, args];
+  }
+
+  async #chownTree(): Promise<void> {
+    const { uid, gid } = this.flavour === '4' ? chrootRabbitmqIds() : hostRabbitmqIds();
     const walk = async (p: string): Promise<void> => {
       await chown(p, uid, gid);
       if ((await stat(p)).isDirectory()) for (const e of await readdir(p)) await walk(path.join(p, e));
@@ -154,7 +224,7 @@ export class RabbitNode {
   async start(timeoutMs = 60_000): Promise<void> {
     if (await portOpen('127.0.0.1', this.amqpPort, 500)) throw new Error(`port ${this.amqpPort} is already taken; is ${this.name} still running?`);
     const command = 'ulimit -n 65536 2>/dev/null; exec "$@"';
-    const argv = isRoot ? ['runuser', '-u', 'rabbitmq', '--', 'rabbitmq-server'] : ['rabbitmq-server'];
+    const argv = this.#command('rabbitmq-server', []).flat();
     // Detached with ignored stdio: a node whose stdio pipes close when the test process exits dies with it.
     const child = spawn('sh', ['-c', command, 'sh', ...argv], { env: this.#env(), detached: true, stdio: 'ignore' });
     child.unref();
@@ -178,9 +248,10 @@ export class RabbitNode {
   /** Runs `rabbitmqctl -n <node> ...args` and returns its output (never throws for a non-zero exit). */
   ctl(args: string[], timeoutMs = 60_000): Promise<CtlResult> {
     return new Promise((resolve) => {
+      const [file, argv] = this.#command('rabbitmqctl', ['-n', this.name, ...args]);
       execFile(
-        'rabbitmqctl',
-        ['-n', this.name, ...args],
+        file,
+        argv,
         { env: { ...this.#env(), HOME: isRoot ? RABBITMQ_HOME : process.env.HOME }, timeout: timeoutMs },
         (err, stdout, stderr) => {
           const code = err === null ? 0 : typeof err.code === 'number' ? err.code : 1;
@@ -197,12 +268,19 @@ export class RabbitNode {
     return r.stdout;
   }
 
-  /** The Erlang VM's OS pid, from the pid file the node writes. */
+  /** The Erlang VM's OS pid, from the pid file the node writes (a host pid for 4.x too: the chroot shares the pid namespace). */
   async pid(): Promise<number> {
     const text = await readFile(path.join(this.dir, 'pid'), 'utf8');
     const pid = Number(text.trim());
     if (!Number.isInteger(pid) || pid <= 0) throw new Error(`${this.name}: no pid in its pid file`);
     return pid;
+  }
+
+  /** The RabbitMQ version the node reports (its management API's overview), e.g. `4.0.5`. */
+  async rabbitmqVersion(): Promise<string> {
+    const overview = await this.management.json<{ rabbitmq_version?: string }>('/api/overview');
+    if (overview?.rabbitmq_version === undefined) throw new Error(`${this.name}: no rabbitmq_version in /api/overview`);
+    return overview.rabbitmq_version;
   }
 
   /** Stops the RabbitMQ application (the VM keeps running); connections are closed by the broker. */
@@ -290,10 +368,10 @@ export class RabbitNode {
 }
 
 /** Starts one fresh test-owned node. */
-export async function startNode(index: number): Promise<RabbitNode> {
-  const problem = nodeSupportProblem();
+export async function startNode(index: number, flavour: RabbitFlavour = nodeFlavour()): Promise<RabbitNode> {
+  const problem = nodeSupportProblem(flavour);
   if (problem !== undefined) throw new Error(problem);
-  return new RabbitNode(index).create();
+  return new RabbitNode(index, flavour).create();
 }
 
 /** Starts fresh nodes and joins them into one cluster (the first is the seed). */
