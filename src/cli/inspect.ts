@@ -13,7 +13,7 @@ export interface InspectFlags extends ConnectionFlags {
 
 export function render(s: BrokerSnapshot): string {
   const lines = [
-    `vhost '${s.vhost}' · ${s.at.toISOString()} · ${s.alarms.length === 0 ? 'no alarms' : `ALARM: ${s.alarms.join('; ')} (publishers are blocked)`}`,
+    `vhost '${s.vhost}' · ${s.at.toISOString()} · ${s.alarms === undefined ? 'alarms unknown (reading them needs a user tagged monitoring)' : s.alarms.length === 0 ? 'no alarms' : `ALARM: ${s.alarms.join('; ')} (publishers are blocked)`}`,
     '',
     s.queues.length === 0
       ? 'no queues match'

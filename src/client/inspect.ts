@@ -1,6 +1,7 @@
 import { DLQ_SUFFIX } from '../define/topology.js';
 import { namePattern } from '../topology/drift.js';
 import type { ManagementCredentials } from '../support/credentials.js';
+import { ManagementError } from '../support/errors.js';
 import { ManagementClient, type ManagedQueue } from '../topology/management.js';
 
 export interface QueueSnapshot {
@@ -41,8 +42,12 @@ export interface BrokerSnapshot {
   queues: QueueSnapshot[];
   /** warren's connections (client product 'warren') on the vhost. */
   connections: ConnectionSnapshot[];
-  /** Resource alarms in force, e.g. `memory alarm on rabbit@host`: while any is on, the broker blocks publishers. */
-  alarms: string[];
+  /**
+   * Resource alarms in force, e.g. `memory alarm on rabbit@host`: while any is on, the broker
+   * blocks publishers. Undefined when the user may not read the nodes (a user tagged only
+   * `management`; `monitoring` may).
+   */
+  alarms: string[] | undefined;
 }
 
 export interface InspectOptions {
@@ -63,7 +68,13 @@ const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : und
 export async function inspectBroker(options: InspectOptions): Promise<BrokerSnapshot> {
   const vhost = options.vhost ?? '/';
   const api = new ManagementClient(options.managementUrl, options.credentials);
-  const [queues, connections, nodes] = await Promise.all([api.queues(vhost), api.connections(), api.nodes()]);
+  // GET /api/nodes needs the monitoring tag: a user tagged management gets 401 there (and only
+  // there), which leaves the alarms unknown rather than failing the whole snapshot.
+  const nodesOrUnknown = api.nodes().catch((err: unknown) => {
+    if (err instanceof ManagementError && err.status === 401) return undefined;
+    throw err;
+  });
+  const [queues, connections, nodes] = await Promise.all([api.queues(vhost), api.connections(), nodesOrUnknown]);
   const byName = new Map(queues.map((q) => [q.name, q]));
   const pattern = options.pattern;
   const matches =
@@ -85,7 +96,7 @@ export async function inspectBroker(options: InspectOptions): Promise<BrokerSnap
         consumers: (str(c.client_properties?.['consumers']) ?? '').split(',').filter((s) => s !== ''),
       }))
       .sort((a, b) => a.name.localeCompare(b.name)),
-    alarms: nodes.flatMap((n) => [...(n.mem_alarm === true ? [`memory alarm on ${n.name}`] : []), ...(n.disk_free_alarm === true ? [`disk alarm on ${n.name}`] : [])]),
+    alarms: nodes?.flatMap((n) => [...(n.mem_alarm === true ? [`memory alarm on ${n.name}`] : []), ...(n.disk_free_alarm === true ? [`disk alarm on ${n.name}`] : [])]),
   };
 }
 

@@ -141,7 +141,8 @@ export class ManagementClient {
     }
     if (res.status === 401 || res.status === 403) {
       throw new ManagementError(
-        `The RabbitMQ management API at ${this.toString()} refused the credentials (HTTP ${res.status}): give a user with the management tag (or monitoring, for inspect), in the URL or as credentials.`,
+        `The RabbitMQ management API at ${this.toString()} refused the request (HTTP ${res.status}): the user name or password is wrong, or the user has no management tag ` +
+          `(rabbitmqctl set_user_tags <user> management; monitoring to see alarms and every connection). Give the login in the URL or as credentials.`,
         { status: res.status },
       );
     }

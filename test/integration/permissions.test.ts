@@ -3,7 +3,7 @@
 // user sees when one of them is missing. Each test makes its vhost and users and removes them.
 import { afterEach, describe, expect, it, onTestFinished } from 'vitest';
 import { z } from 'zod';
-import { connect, defineConsumer, defineMessage, defineTopology, NonRetryableError, PermissionError, type ConnectOptions, type Warren } from '../../src/index.js';
+import { connect, defineConsumer, defineMessage, defineTopology, inspectBroker, NonRetryableError, PermissionError, type ConnectOptions, type Warren } from '../../src/index.js';
 import { management, memoryLogger, waitFor } from '../helpers/broker.js';
 import { NOTHING, sandbox, type Grant, type Sandbox } from '../helpers/vhost.js';
 import { closeClients, trackClient } from '../helpers/warren.js';
@@ -162,6 +162,26 @@ describe('least privilege: operators', () => {
     const err = await operator.peekDeadLetters('billing.orders').catch((e: unknown) => e);
     expectRefused(err, { permission: 'read', resource: 'queue', entity: 'billing.orders.dlq', vhost: b.vhost });
     expect(await messagesIn(b, 'billing.orders.dlq')).toBe(1);
+  });
+});
+
+describe('least privilege: the management API', () => {
+  it('inspectBroker as a user tagged management shows its vhost with the alarms unknown; tagged monitoring, with the alarms; a wrong password says what 401 means', async () => {
+    expect.hasAssertions();
+    const b = await box();
+    await deployStep(b);
+    const managed = await b.user(grants.consumerNoDeclare, 'management');
+    const snapshot = await inspectBroker({ managementUrl: managed.managementUrl, vhost: b.vhost });
+    expect(snapshot.queues.map((q) => q.name)).toContain('billing.orders');
+    expect(snapshot.alarms).toBeUndefined();
+    const monitor = await b.user(grants.consumerNoDeclare, 'monitoring');
+    expect((await inspectBroker({ managementUrl: monitor.managementUrl, vhost: b.vhost })).alarms).toEqual([]);
+    const wrong = new URL(managed.managementUrl);
+    wrong.password = 'not-the-password';
+    const err = await inspectBroker({ managementUrl: wrong.toString(), vhost: b.vhost }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'MANAGEMENT_FAILED', status: 401 });
+    expect((err as Error).message).toMatch(/user name or password is wrong, or the user has no management tag/);
+    expect((err as Error).message).not.toContain('not-the-password');
   });
 });
 
