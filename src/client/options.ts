@@ -33,6 +33,22 @@ const credentialsSchema = managementCredentialsSchema.extend({
 const pemPart = z.union([z.string(), z.instanceof(Buffer)], { message: 'must be PEM text or a Buffer' });
 const pem = z.union([pemPart, z.array(pemPart)], { message: 'must be PEM text or a Buffer, or an array of them' });
 
+/**
+ * Why a `tls.ca` value is not PEM text, or undefined when every part holds a PEM block. A value that looks like a file
+ * path gets the hint to pass the file's contents.
+ */
+function notPem(value: string | Buffer | (string | Buffer)[] | undefined, field: string): string | undefined {
+  for (const part of value === undefined ? [] : Array.isArray(value) ? value : [value]) {
+    const text = typeof part === 'string' ? part : part.toString('latin1');
+    if (text.includes('-----BEGIN ')) continue;
+    const pathLike = typeof part === 'string' && !text.includes('\n') && /^(\/|\.{1,2}\/|[A-Za-z]:\\)|\.(pem|crt|cer|key)$/.test(text.trim());
+    return pathLike
+      ? `tls.${field} looks like a file path: give the file's contents, e.g. readFileSync('${text.trim()}')`
+      : `tls.${field} holds no PEM block (-----BEGIN …-----): give the PEM text or a Buffer of it`;
+  }
+  return undefined;
+}
+
 const tlsSchema = z
   .strictObject({
     ca: pem.optional(),
@@ -45,6 +61,10 @@ const tlsSchema = z
     minVersion: z.enum(['TLSv1.2', 'TLSv1.3'], { message: "must be 'TLSv1.2' or 'TLSv1.3' (older versions are broken)" }).default('TLSv1.2'),
   })
   .superRefine((t, ctx) => {
+    // A cert or key that is not PEM fails at connect() (TlsError, unreadable-tls-material); a ca
+    // that is not would be taken by Node as trusting nothing, and read as an untrusted broker.
+    const caProblem = notPem(t.ca, 'ca');
+    if (caProblem !== undefined) ctx.addIssue({ code: 'custom', path: ['ca'], message: caProblem });
     if (t.key !== undefined && t.cert === undefined) ctx.addIssue({ code: 'custom', path: ['cert'], message: 'tls.key is given without tls.cert: give the client certificate with its key' });
     if (t.cert !== undefined && t.key === undefined) ctx.addIssue({ code: 'custom', path: ['key'], message: 'tls.cert is given without tls.key: give the key of the client certificate' });
   });
@@ -106,6 +126,12 @@ export const optionsSchema = z.strictObject({
   if (o.credentials?.mechanism === 'EXTERNAL') {
     const given = (['username', 'password', 'usernameFile', 'passwordFile'] as const).filter((k) => o.credentials?.[k] !== undefined);
     if (given.length > 0) problems.add(`credentials: mechanism 'EXTERNAL' logs in as the client certificate's user; remove ${given.join(', ')}`);
+    o.urls.forEach((url, i) => {
+      const u = new URL(url);
+      if (u.username !== '' || u.password !== '') {
+        problems.add(`urls.${i}: credentials.mechanism 'EXTERNAL' logs in as the client certificate's user; remove the user name and password from the URL`);
+      }
+    });
   }
   for (const message of problems) ctx.addIssue({ code: 'custom', message });
 });

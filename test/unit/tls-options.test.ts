@@ -17,6 +17,8 @@ afterEach(async () => {
 });
 
 const tlsUrl = 'amqps://app:s3cr3t@mq.example:5671';
+/** EXTERNAL's URL: the certificate names the user, so no login in it. */
+const externalUrl = 'amqps://mq.example:5671';
 const PEM = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n';
 const passphrase = 'pp-never-shown-41c2';
 
@@ -58,6 +60,9 @@ describe('tls and credentials options', () => {
     ['EXTERNAL with an amqp:// URL', { urls: ['amqp://mq:5672'], credentials: { mechanism: 'EXTERNAL' }, socketOptions: { cert: PEM, key: PEM } }, /urls\.0: .*EXTERNAL.*needs TLS: use amqps:\/\//],
     ['EXTERNAL without a client certificate', { urls: [tlsUrl], credentials: { mechanism: 'EXTERNAL' }, tls: { ca: PEM } }, /credentials\.mechanism: 'EXTERNAL' .*give tls\.cert and tls\.key \(or tls\.pfx\)/],
     ['EXTERNAL with a password', { urls: [tlsUrl], credentials: { mechanism: 'EXTERNAL', username: 'svc', passwordFile: '/run/secrets/pw' }, tls: { ca: PEM, cert: PEM, key: PEM } }, /credentials: mechanism 'EXTERNAL' logs in as the client certificate's user; remove username, passwordFile/],
+    ['EXTERNAL with a login in the URL', { urls: [tlsUrl], credentials: { mechanism: 'EXTERNAL' }, tls: { ca: PEM, cert: PEM, key: PEM } }, /urls\.0: credentials\.mechanism 'EXTERNAL' .*remove the user name and password from the URL/],
+    ['a file path given as tls.ca', { urls: [tlsUrl], tls: { ca: '/etc/rabbitmq/ca.pem' } }, /tls\.ca: tls\.ca looks like a file path: give the file's contents, e\.g\. readFileSync\('\/etc\/rabbitmq\/ca\.pem'\)/],
+    ['a tls.ca with no PEM block', { urls: [tlsUrl], tls: { ca: [PEM, Buffer.from('not a certificate')] } }, /tls\.ca: tls\.ca holds no PEM block/],
     ['an unknown mechanism', { urls: [tlsUrl], credentials: { mechanism: 'AMQPLAIN' } } as unknown as ConnectOptions, /credentials\.mechanism: must be 'PLAIN' .* or 'EXTERNAL'/],
     ['a key without its certificate', { urls: [tlsUrl], tls: { key: PEM } }, /tls\.cert: tls\.key is given without tls\.cert/],
     ['a certificate without its key', { urls: [tlsUrl], tls: { cert: PEM } }, /tls\.key: tls\.cert is given without tls\.key/],
@@ -93,7 +98,7 @@ describe('tls and credentials options', () => {
   it('passes tls and the EXTERNAL mechanism down to the transport', async () => {
     expect.hasAssertions();
     const options = await linkOptions({
-      urls: [tlsUrl],
+      urls: [externalUrl],
       tls: { ca: PEM, cert: PEM, key: Buffer.from('key'), passphrase, servername: 'mq.internal', minVersion: 'TLSv1.3' },
       credentials: { mechanism: 'EXTERNAL' },
     });
@@ -103,7 +108,7 @@ describe('tls and credentials options', () => {
 
   it('keeps TLS settings given in socketOptions (without tls) working, EXTERNAL included', async () => {
     expect.hasAssertions();
-    const options = await linkOptions({ urls: [tlsUrl], socketOptions: { ca: PEM, cert: PEM, key: PEM, keepAlive: true }, credentials: { mechanism: 'EXTERNAL' } });
+    const options = await linkOptions({ urls: [externalUrl], socketOptions: { ca: PEM, cert: PEM, key: PEM, keepAlive: true }, credentials: { mechanism: 'EXTERNAL' } });
     expect(options.socketOptions).toEqual({ ca: PEM, cert: PEM, key: PEM, keepAlive: true });
     expect(options.mechanism).toBe('EXTERNAL');
   });
