@@ -11,6 +11,16 @@ import { credentialsProblems, type Credentials, type ManagementCredentials } fro
 
 const MiB = 1024 * 1024;
 
+/** The URL's user name, password and vhost are valid percent-encoding (decodeURIComponent would throw a URIError later). */
+function decodes(u: URL): boolean {
+  try {
+    for (const part of [u.username, u.password, u.pathname]) decodeURIComponent(part);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** A `frameMax` URL parameter RabbitMQ 4.1+ accepts: absent, 0 (the broker's own), or at least 8192 bytes. */
 function frameMaxOk(value: string | null): boolean {
   if (value === null) return true;
@@ -75,7 +85,11 @@ export const optionsSchema = z.strictObject({
       z
         .string()
         .refine((u) => /^amqps?:\/\//.test(u) && URL.canParse(u), {
-          message: 'must be an amqp:// or amqps:// URL, e.g. amqp://user:pass@localhost:5672/vhost',
+          message: 'must be an amqp:// or amqps:// URL, e.g. amqp://user:pass@localhost:5672/vhost (escape @ : / % in the user name, password and vhost as %40 %3A %2F %25)',
+          abort: true,
+        })
+        .refine((u) => decodes(new URL(u)), {
+          message: "has a '%' that is not an escape in its user name, password or vhost: write a % itself as %25 (and @ : / as %40 %3A %2F)",
           abort: true,
         })
         .refine((u) => frameMaxOk(new URL(u).searchParams.get('frameMax')), {

@@ -77,6 +77,15 @@ describe('connect() options', () => {
     }
   });
 
+  it("refuses a URL whose password or vhost holds a '%' that is not an escape, saying how to write it (not a URIError)", async () => {
+    expect.hasAssertions();
+    for (const bad of ['amqp://u:50%off@localhost:5672/', 'amqp://u:p@localhost:5672/50%off']) {
+      const err = await configError({ urls: [bad] });
+      expect(err.problems).toEqual([expect.stringMatching(/urls\.0: has a '%' that is not an escape .* write a % itself as %25/)]);
+      expect(err.message).not.toContain('50%off');
+    }
+  });
+
   it('never puts a password given in a URL into the error', async () => {
     expect.hasAssertions();
     for (const urls of [
