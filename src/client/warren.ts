@@ -101,10 +101,14 @@ export class Warren extends TypedEmitter<WarrenEvents> {
     this.#socketOptions = socketOptions;
     this.#tls = settings.tls ?? { rejectUnauthorized: true, minVersion: 'TLSv1.2' };
     if (settings.urls.some((u) => u.startsWith('amqps://')) && (!this.#tls.rejectUnauthorized || socketOptions.rejectUnauthorized === false)) {
-      this.#log.warn(
-        { rejectUnauthorized: false },
-        "TLS certificate checks are off (rejectUnauthorized: false): this client talks to whoever answers at the broker's address. Give tls.ca instead",
-      );
+      const text =
+        "TLS certificate checks are off (rejectUnauthorized: false): this client talks to whoever answers at the broker's address. " +
+        (this.#tls.ca !== undefined || socketOptions.ca !== undefined
+          ? 'Turn them back on: with tls.ca given, a broker certificate it signed passes'
+          : "Give the CA that signed the broker's certificate as tls.ca instead");
+      this.#log.warn({ rejectUnauthorized: false }, text);
+      // Also where no logger was given (warren logs nothing by default): a security setting must not go unseen.
+      process.emitWarning(text, { code: 'WARREN_TLS_UNVERIFIED' });
     }
     const firstUrl = new URL(settings.urls[0] ?? '');
     this.#declare = {

@@ -113,14 +113,19 @@ describe('tls and credentials options', () => {
     expect(options.mechanism).toBe('EXTERNAL');
   });
 
-  it('says so in a warning when certificate checks are turned off, in tls or in socketOptions', async () => {
+  it('says so in a warning when certificate checks are turned off, in tls or in socketOptions: a log line and a process warning', async () => {
     expect.hasAssertions();
-    for (const options of [{ tls: { rejectUnauthorized: false } }, { socketOptions: { rejectUnauthorized: false } }]) {
+    const emitted = vi.spyOn(process, 'emitWarning').mockImplementation(() => undefined);
+    for (const options of [{ tls: { rejectUnauthorized: false } }, { socketOptions: { rejectUnauthorized: false } }, { tls: { rejectUnauthorized: false, ca: PEM } }]) {
+      emitted.mockClear();
       const lines: string[] = [];
       const link = await linkOptions({ urls: [tlsUrl], ...options }, pino({ level: 'info' }, { write: (l: string) => void lines.push(l) }));
       expect(link.tls.rejectUnauthorized && link.socketOptions.rejectUnauthorized !== false).toBe(false);
       const warnings = lines.map((l) => JSON.parse(l) as { level: number; msg: string }).filter((r) => r.level === 40);
       expect(warnings.map((w) => w.msg)).toEqual([expect.stringMatching(/^TLS certificate checks are off \(rejectUnauthorized: false\)/)]);
+      // The advice fits: with a ca given, turning the checks back on is what is left to do.
+      expect(warnings[0]?.msg).toMatch('ca' in (options.tls ?? {}) ? /Turn them back on/ : /as tls\.ca instead/);
+      expect(emitted).toHaveBeenCalledWith(warnings[0]?.msg, { code: 'WARREN_TLS_UNVERIFIED' });
     }
   });
 });
