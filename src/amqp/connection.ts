@@ -89,6 +89,8 @@ export class ConnectionManager extends TypedEmitter<ConnectionEvents> {
   #wakeSleep: (() => void) | undefined;
   #closePromise: Promise<void> | undefined;
   #openWaiters: { resolve: (c: Link) => void; reject: (e: Error) => void }[] = [];
+  /** The user name of the last login attempt (not a secret), for a refusal's message. */
+  #lastUser: string | undefined;
 
   constructor(options: ConnectionManagerOptions) {
     super();
@@ -250,6 +252,7 @@ export class ConnectionManager extends TypedEmitter<ConnectionEvents> {
     // Read at each attempt: a rotated secret file is used from the next reconnect on.
     const login = o.credentials !== undefined ? await readLogin(o.credentials, url) : undefined;
     if (login !== undefined) this.#addSecret(login.password);
+    this.#lastUser = login?.username ?? userOf(url);
     const conn = await o.transport.connect(login !== undefined ? withoutUserinfo(url) : url, {
       connectionName: this.connectionName,
       heartbeatSeconds: o.heartbeatSeconds,
@@ -355,7 +358,8 @@ export class ConnectionManager extends TypedEmitter<ConnectionEvents> {
     }
     if (failure === 'login-refused') {
       return new AccessRefusedError(
-        `RabbitMQ at ${shownUrl} refused the login (403 ACCESS_REFUSED). Check the user name and password${this.#opts.credentials !== undefined ? ' (credentials, and the URL)' : ' in the URL'}.`,
+        `RabbitMQ at ${shownUrl} refused the login of user '${this.#lastUser ?? 'guest'}' (403 ACCESS_REFUSED). ` +
+          `Check the user name and password${this.#opts.credentials !== undefined ? ' (credentials, and the URL)' : ' in the URL'}, and that the user exists on this broker.`,
         { cause: this.#clean(err) },
       );
     }
@@ -381,5 +385,14 @@ export class ConnectionManager extends TypedEmitter<ConnectionEvents> {
     const code = (e as { code?: unknown }).code;
     if (code !== undefined) Object.assign(copy, { code });
     return copy;
+  }
+}
+
+/** The user name in a URL (amqplib logs in as guest when it has none). */
+function userOf(url: string): string {
+  try {
+    return decodeURIComponent(new URL(url).username) || 'guest';
+  } catch {
+    return 'guest';
   }
 }
