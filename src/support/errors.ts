@@ -218,8 +218,8 @@ export type TlsFailureReason =
 /** What went wrong and what to do, by reason. */
 const tlsAdvice: Record<TlsFailureReason, string> = {
   'untrusted-certificate':
-    "the broker's certificate is not signed by a CA this client trusts. Give the CA that signed it (the whole chain up to the root) as tls.ca; " +
-    'do not turn tls.rejectUnauthorized off to get past this',
+    "the broker's certificate is not signed by a CA this client trusts. Give the CA that signed it (the whole chain up to the root) as tls.ca " +
+    '(to the warren command: NODE_EXTRA_CA_CERTS=<its PEM file>); do not turn tls.rejectUnauthorized off to get past this',
   'hostname-mismatch':
     "the broker's certificate is not issued for the host name this client connected to (or tls.servername). Connect with a name in its " +
     'subjectAltName, set tls.servername to one, or reissue the certificate with this name',
@@ -283,7 +283,7 @@ export interface Mismatch {
 
 function describeMismatch(m: Mismatch): string {
   const detail =
-    m.differences.length > 0 ? m.differences.map((d) => `${d.argument}: declared ${JSON.stringify(d.declared)}, broker has ${JSON.stringify(d.actual)}`).join('; ') : m.brokerMessage;
+    m.differences.length > 0 ? m.differences.map((d) => `${d.argument}: ${d.declared === undefined ? 'not declared' : `declared ${JSON.stringify(d.declared)}`}, broker has ${d.actual === undefined ? 'none' : JSON.stringify(d.actual)}`).join('; ') : m.brokerMessage;
   return `the ${m.kind} '${m.entity}' (${detail})`;
 }
 

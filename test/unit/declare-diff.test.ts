@@ -99,3 +99,22 @@ describe('assertTopology: a queue type the broker does not offer', () => {
     expect((err as Error).message).toMatch(/queue 'events'.*does not offer queue type 'stream'.*Enable it on the broker/s);
   });
 });
+
+describe('TopologyMismatchError message', () => {
+  it('says "none" for an argument the broker does not have and "not declared" for one warren did not send, never "undefined"', () => {
+    const err = new TopologyMismatchError([
+      {
+        kind: 'queue',
+        entity: 'billing.orders',
+        brokerMessage: '',
+        differences: [
+          { argument: 'x-max-length', declared: 10, actual: undefined },
+          { argument: 'x-message-ttl', declared: undefined, actual: 60_000 },
+        ],
+      },
+    ]);
+    expect(err.message).toContain('x-max-length: declared 10, broker has none');
+    expect(err.message).toContain('x-message-ttl: not declared, broker has 60000');
+    expect(err.message).not.toContain('undefined');
+  });
+});
