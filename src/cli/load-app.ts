@@ -21,7 +21,14 @@ export async function loadApp(path: string | undefined): Promise<App> {
     mod = (await import(pathToFileURL(file).href)) as Record<string, unknown>;
   } catch (err) {
     // The module's own failure (a ConfigError from defineApp, a syntax error): the user's to fix.
-    throw new UsageError(`loading ${given} failed: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    const text = err instanceof Error ? err.message : String(err);
+    // An app loaded as CommonJS (no "type": "module") cannot import warren, an ES module only.
+    const code = typeof err === 'object' && err !== null && 'code' in err && typeof err.code === 'string' ? err.code : '';
+    const commonJs = /require\(\) (of )?ES Module|ERR_REQUIRE_ESM|ERR_PACKAGE_PATH_NOT_EXPORTED|No "exports" main defined|Top-level await is currently not supported with the "cjs" output format/.test(
+      `${text} ${code}`,
+    );
+    const hint = commonJs ? ' — warren is an ES module: set "type": "module" in your package.json (or name the app .mts / .mjs)' : '';
+    throw new UsageError(`loading ${given} failed: ${text}${hint}`, { cause: err });
   }
   const inner = mod['default'] as Record<string, unknown> | undefined;
   const app = [inner, inner?.['default'], mod['app']].find(isApp);

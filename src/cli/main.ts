@@ -149,6 +149,11 @@ program
 
 async function main(): Promise<number> {
   try {
+    // Not an option at all, and refused before commander sees it (its error would quote the value):
+    // a password on the command line is visible to everyone on the machine in `ps`.
+    if (process.argv.some((a) => a === '--password' || a.startsWith('--password='))) {
+      throw new UsageError('--password is not an option: a password on the command line is visible to everyone in ps. Use --password-file <path>, WARREN_PASSWORD_FILE or WARREN_PASSWORD');
+    }
     await program.parseAsync(process.argv);
     return ExitCode.ok;
   } catch (err) {

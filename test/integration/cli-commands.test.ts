@@ -267,4 +267,15 @@ describe('credentials', () => {
     expect(run.code).toBe(1);
     for (const r of [publish, inspect, run]) expect(r.stdout + r.stderr).not.toContain(secret);
   });
+
+  it('--password is refused (exit 2) with the ways to give a password, and without echoing it', async () => {
+    expect.hasAssertions();
+    const secret = `typed-${randomBytes(6).toString('hex')}`;
+    for (const args of [['inspect', '--password', secret], ['inspect', `--password=${secret}`]]) {
+      const r = await warren(args, cliEnv(cliName('pw')));
+      expect(r.code).toBe(2);
+      expect(r.stderr).toMatch(/visible to everyone in ps\. Use --password-file <path>, WARREN_PASSWORD_FILE or WARREN_PASSWORD/);
+      expect(r.stdout + r.stderr).not.toContain(secret);
+    }
+  });
 });
