@@ -1,5 +1,5 @@
 import { connectionChannel } from '../instrument/channels.js';
-import { AccessRefusedError, ClosedError, ConnectionError, messageOf, TlsError, WarrenError } from '../support/errors.js';
+import { AccessRefusedError, ClosedError, ConnectionError, messageOf, TlsError, TopologyError, WarrenError } from '../support/errors.js';
 import { TypedEmitter } from '../support/events.js';
 import type { Logger } from '../support/logger.js';
 import { readLogin, withoutUserinfo, type CredentialSource } from '../support/credentials.js';
@@ -7,7 +7,7 @@ import { redactSecrets, redactUrl } from '../support/redact.js';
 import { failureLevel } from '../support/throttle.js';
 import { backoffDelay, type BackoffOptions } from './backoff.js';
 import { closeWithin } from './close.js';
-import { connectFailure } from './reply-codes.js';
+import { amqpCode, connectFailure } from './reply-codes.js';
 import { tlsFailure } from './tls.js';
 import type { AuthMechanism, Link, SocketOptions, TlsOptions, Transport } from './transport.js';
 
@@ -274,7 +274,17 @@ export class ConnectionManager extends TypedEmitter<ConnectionEvents> {
       if (lostDuringSetup !== undefined) throw lostDuringSetup;
       if (this.#isClosing()) throw this.#closedError();
     } catch (err) {
+      // Read before closeWithin below, whose own close would set it too. amqplib emits the
+      // broker's connection.close before the rejections of the calls it ended reach us.
+      const brokerClose = lostDuringSetup;
       await closeWithin(conn);
+      // The broker closed the whole connection during setup (541 for a deprecated feature it
+      // refuses, or a queue type whose feature flag is off): its words say why, while the
+      // declaration's own error only says 'Channel ended'.
+      if (brokerClose !== undefined && brokerClose !== err && amqpCode(brokerClose) !== undefined && err instanceof TopologyError) {
+        const why = this.#clean(brokerClose);
+        throw new TopologyError(`${err.message}. The broker closed the connection: ${why.message}`, { cause: why });
+      }
       throw err;
     } finally {
       conn.off('close', onSetupClose);

@@ -209,11 +209,13 @@ export function defineTopology(definition: TopologyDefinition): Topology {
       if (declaredQueueNames.has(dlqName)) problems.push(`${at}: deadLetter: true would declare '${dlqName}', which is already declared`);
       // The default exchange routes by queue name, so no extra exchange is needed.
       deadLetter = { exchange: '', routingKey: dlqName };
-      // The dead-letter queue is as durable and as replicated as its queue.
+      // The dead-letter queue is as replicated as its queue, and always durable: it is shared, not
+      // exclusive, and RabbitMQ 4.3 refuses a transient non-exclusive queue (the dead letters of a
+      // transient exclusive queue outlive its connection there).
       dlq = {
         name: dlqName,
         type: q.type === 'quorum' ? 'quorum' : 'classic',
-        durable: q.durable,
+        durable: true,
         exclusive: false,
         autoDelete: false,
         arguments: q.type === 'quorum' ? { 'x-queue-type': 'quorum', 'x-delivery-limit': DLQ_DELIVERY_LIMIT } : { 'x-queue-type': 'classic' },

@@ -121,6 +121,16 @@ describe('consumer timeout', () => {
 });
 
 describe('what RabbitMQ 4.3 refuses, warren does not use', () => {
+  it('a transient exclusive queue with deadLetter: true gets a durable .dlq (a transient non-exclusive one is refused by 4.3, and by the 4.x node CI runs)', async () => {
+    expect.hasAssertions();
+    const queue = track.queue(uniqueName('tmp'));
+    track.queue(`${queue}.dlq`);
+    const topology = defineTopology({ queues: { [queue]: { durable: false, exclusive: true, deadLetter: true } } });
+    const warren = await openClient({ topology });
+    expect(warren.health().ok).toBe(true);
+    expect(await management.queue(`${queue}.dlq`)).toMatchObject({ durable: true, arguments: { 'x-queue-type': 'classic' } });
+  });
+
   it('per-consumer prefetch only (global QoS 0), frame_max of at least 8192, x-queue-type on every queue it declares', async () => {
     expect.hasAssertions();
     const s = pingSetup();

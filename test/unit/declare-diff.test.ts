@@ -1,7 +1,8 @@
 import { EventEmitter } from 'node:events';
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
-import type { Channel, Link } from '../../src/amqp/transport.js';
+import type { Channel, ConfirmChannel, Link, Transport } from '../../src/amqp/transport.js';
+import { connect } from '../../src/index.js';
 import { defineTopology } from '../../src/define/topology.js';
 import { TopologyError, TopologyMismatchError } from '../../src/support/errors.js';
 import { assertTopology } from '../../src/topology/apply.js';
@@ -116,5 +117,37 @@ describe('TopologyMismatchError message', () => {
     expect(err.message).toContain('x-max-length: declared 10, broker has none');
     expect(err.message).toContain('x-message-ttl: not declared, broker has 60000');
     expect(err.message).not.toContain('undefined');
+  });
+});
+
+describe('connect(): the broker closes the connection while the topology is declared', () => {
+  it("says the broker's reason (a 541 for a deprecated feature), not only the declaration's 'Channel ended'", async () => {
+    expect.hasAssertions();
+    // As amqplib does on the broker's connection.close: the link's 'close' (with the broker's
+    // error) first, in the same turn, then the rejection of the call it ended.
+    const refusal = Object.assign(
+      new Error('Connection closed: 541 (INTERNAL-ERROR) with message "INTERNAL_ERROR - Feature `transient_nonexcl_queues` is deprecated."'),
+      { code: 541 },
+    );
+    const link = new EventEmitter() as EventEmitter & Partial<Link>;
+    const channel = (): Channel => {
+      const ch = new EventEmitter() as EventEmitter & Partial<Channel>;
+      ch.assertExchange = () => Promise.resolve();
+      ch.bindQueue = () => Promise.resolve();
+      ch.assertQueue = () => {
+        link.emit('close', refusal);
+        return Promise.reject(new Error('Channel ended, no reply will be forthcoming'));
+      };
+      ch.close = () => Promise.resolve();
+      return ch as unknown as Channel;
+    };
+    link.createChannel = () => Promise.resolve(channel());
+    link.createConfirmChannel = () => Promise.resolve(channel() as ConfirmChannel);
+    link.close = () => Promise.resolve();
+    const transport: Transport = { name: 'fake', connect: () => Promise.resolve(link as unknown as Link) };
+    const topology = defineTopology({ queues: { 'billing.orders': {} } });
+    const err = await connect({ urls: ['amqp://localhost'], transport, topology, initialConnectTimeout: '2s' }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(TopologyError);
+    expect((err as Error).message).toMatch(/Declaring queue 'billing\.orders' failed.*Channel ended.*The broker closed the connection: .*transient_nonexcl_queues` is deprecated/s);
   });
 });
