@@ -202,6 +202,8 @@ export class ConnectionManager extends TypedEmitter<ConnectionEvents> {
     const started = Date.now();
     let attempt = 0;
     let lastError: Error | undefined;
+    /** First connection: the URLs whose node refused TLS (certificates are per node), by index, with the first refusal. */
+    const tlsRefused = new Map<number, TlsError>();
     for (;;) {
       if (this.#isClosing()) throw this.#closedError();
       const url = this.#opts.urls[this.#urlIndex] ?? '';
@@ -218,6 +220,16 @@ export class ConnectionManager extends TypedEmitter<ConnectionEvents> {
         if (raw instanceof ClosedError && this.#isClosing()) throw raw;
         const err = this.#toError(raw, shownUrl);
         lastError = err;
+        if (initial && err instanceof TlsError && this.#opts.urls.length > 1) {
+          // One node's certificate (expired, misnamed, another CA) must not keep the service
+          // from the others: try the next URL at once. Refused by every one: nothing to wait for.
+          if (!tlsRefused.has(this.#urlIndex)) tlsRefused.set(this.#urlIndex, err);
+          const [first] = tlsRefused.values();
+          if (tlsRefused.size === this.#opts.urls.length && first !== undefined) throw first;
+          this.#log.error({ url: shownUrl, err, code: err.code, reason: err.reason, tlsCode: err.tlsCode }, 'TLS connection refused by this node; trying the next URL');
+          this.#urlIndex = (this.#urlIndex + 1) % this.#opts.urls.length;
+          continue;
+        }
         if (initial && !(err instanceof ConnectionError)) throw err; // access refused, topology mismatch: retrying cannot help
         attempt += 1;
         this.#urlIndex = (this.#urlIndex + 1) % this.#opts.urls.length;

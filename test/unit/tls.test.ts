@@ -135,6 +135,26 @@ describe('a TLS failure on the connection', () => {
     expect(transport.of('failed')).toHaveLength(1);
   });
 
+  it("with several URLs, one node's TLS refusal moves on to the next URL at once; refused by every one, connect() fails with the first refusal", async () => {
+    expect.hasAssertions();
+    const transport = new ScriptedTransport();
+    transport.failNext('connect', nodeError('CERT_HAS_EXPIRED', 'certificate has expired'));
+    const warren = await connect({ urls: ['amqps://mq-0:5671', 'amqps://mq-1:5671'], transport, initialConnectTimeout: '30s' });
+    try {
+      expect(warren.health().connections.publish.url).toBe('amqps://mq-1:5671');
+    } finally {
+      await warren.close();
+    }
+    const all = new ScriptedTransport();
+    all.failNext('connect', nodeError('CERT_HAS_EXPIRED', 'certificate has expired'));
+    all.failNext('connect', nodeError('ERR_TLS_CERT_ALTNAME_INVALID', "Hostname/IP does not match certificate's altnames"));
+    const started = Date.now();
+    const err: unknown = await connect({ urls: ['amqps://mq-0:5671', 'amqps://mq-1:5671'], transport: all, initialConnectTimeout: '30s' }).catch((e: unknown) => e);
+    expect(Date.now() - started).toBeLessThan(1000);
+    expect(err).toMatchObject({ code: 'TLS_FAILED', reason: 'certificate-expired' });
+    expect(all.of('failed')).toHaveLength(2);
+  });
+
   it('keeps a passphrase out of the error, its cause and the log, wherever the TLS layer put it', async () => {
     expect.hasAssertions();
     const passphrase = 'pp-3b7d1e';
