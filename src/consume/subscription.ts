@@ -341,14 +341,22 @@ export class Subscription implements ConsumerHandle {
   #onChannelClose(ch: Channel, err: Error | undefined): void {
     if (this.#channel !== ch) return;
     this.#channel = undefined;
+    const timeoutMs = consumerTimeoutOf(err);
+    // Which message was held too long: the oldest unsettled one (it comes back, and a handler that
+    // always takes longer than the timeout gets it again each time: the log says which it is).
+    const now = Date.now();
+    const held = timeoutMs !== undefined ? this.#acker?.unsettledSince(now).next().value : undefined;
     this.#acker = undefined;
     // Deliveries not yet handed to the handler are redelivered by the broker; forget them.
     this.#dispatcher.takeWaiting();
-    const timeoutMs = consumerTimeoutOf(err);
     if (timeoutMs !== undefined) {
       const shown = Number.isNaN(timeoutMs) ? '' : ` (${timeoutMs} ms)`;
       this.#log.warn(
-        { err, consumerTimeoutMs: Number.isNaN(timeoutMs) ? undefined : timeoutMs },
+        {
+          err,
+          consumerTimeoutMs: Number.isNaN(timeoutMs) ? undefined : timeoutMs,
+          ...(held !== undefined ? { messageId: held.msg.messageId, heldMs: now - held.at, redelivered: held.msg.redelivered } : {}),
+        },
         `a delivery was not acked within the broker's consumer timeout${shown}: RabbitMQ closed the channel and puts its unacked messages back on the queue; ` +
           're-attaching. For handlers that need longer, raise the timeout (policy consumer-timeout, queue argument x-consumer-timeout, or consumer_timeout in rabbitmq.conf) or make the handler faster',
       );

@@ -105,12 +105,14 @@ describe('consumer timeout', () => {
           },
         }),
       );
-      await warren.publish(s.message, { id: 'slow', n: 1 });
+      const { messageId } = await warren.publish(s.message, { id: 'slow', n: 1 });
       await waitFor(() => seen.length === 2, 'the redelivery after the consumer timeout', { timeoutMs: 90_000, intervalMs: 200 });
       held.open();
       expect(seen).toEqual([false, true]);
       const warning = records().find((r) => typeof r['msg'] === 'string' && (r['msg']).includes("consumer timeout"));
-      expect(warning).toMatchObject({ consumerTimeoutMs: 1000 });
+      // It names the message held too long: a handler always slower than the timeout gets it again each time.
+      expect(warning).toMatchObject({ consumerTimeoutMs: 1000, messageId, redelivered: false });
+      expect(warning?.['heldMs']).toBeGreaterThanOrEqual(1000);
       expect(warning?.['msg']).toMatch(/re-attaching.*x-consumer-timeout/s);
       await waitFor(() => events.filter((e) => e === 'attached').length === 2, 'the consumer to attach again');
       expect(events).toEqual(['attached', 'detached', 'attached']);
