@@ -2,7 +2,7 @@ import { connectionChannel } from '../instrument/channels.js';
 import { AccessRefusedError, ClosedError, ConnectionError, messageOf, TlsError, TopologyError, WarrenError } from '../support/errors.js';
 import { TypedEmitter } from '../support/events.js';
 import type { Logger } from '../support/logger.js';
-import { readLogin, withoutUserinfo, type CredentialSource } from '../support/credentials.js';
+import { readLogin, userinfoOf, withoutUserinfo, type CredentialSource } from '../support/credentials.js';
 import { redactSecrets, redactUrl } from '../support/redact.js';
 import { failureLevel } from '../support/throttle.js';
 import { backoffDelay, type BackoffOptions } from './backoff.js';
@@ -264,7 +264,8 @@ export class ConnectionManager extends TypedEmitter<ConnectionEvents> {
     // Read at each attempt: a rotated secret file is used from the next reconnect on.
     const login = o.credentials !== undefined ? await readLogin(o.credentials, url) : undefined;
     if (login !== undefined) this.#addSecret(login.password);
-    this.#lastUser = login?.username ?? userOf(url);
+    // amqplib logs in as guest when the URL names no user.
+    this.#lastUser = login?.username ?? (userinfoOf(url).username || 'guest');
     const conn = await o.transport.connect(login !== undefined ? withoutUserinfo(url) : url, {
       connectionName: this.connectionName,
       heartbeatSeconds: o.heartbeatSeconds,
@@ -407,14 +408,5 @@ export class ConnectionManager extends TypedEmitter<ConnectionEvents> {
     const code = (e as { code?: unknown }).code;
     if (code !== undefined) Object.assign(copy, { code });
     return copy;
-  }
-}
-
-/** The user name in a URL (amqplib logs in as guest when it has none). */
-function userOf(url: string): string {
-  try {
-    return decodeURIComponent(new URL(url).username) || 'guest';
-  } catch {
-    return 'guest';
   }
 }

@@ -4,7 +4,7 @@
  * port. The only place that knows those error codes.
  */
 import tls from 'node:tls';
-import type { TlsFailureReason } from '../support/errors.js';
+import { errorCode, type TlsFailureReason } from '../support/errors.js';
 import type { SocketOptions, TlsOptions } from './transport.js';
 
 /** The names of `tls`'s options: socketOptions may not hold any of them when `tls` is given. */
@@ -102,14 +102,9 @@ export interface TlsFailure {
   detail: string;
 }
 
-function codeOf(err: unknown): string | undefined {
-  const code = typeof err === 'object' && err !== null ? (err as { code?: unknown }).code : undefined;
-  return typeof code === 'string' ? code : undefined;
-}
-
 /** Which TLS failure an error from a connection attempt is, or undefined when it is not one (a refused TCP connection, a login refused, …). */
 export function tlsFailure(err: unknown): TlsFailure | undefined {
-  const tlsCode = codeOf(err);
+  const tlsCode = errorCode(err);
   const reason = (tlsCode === undefined ? undefined : reasonOf(tlsCode)) ?? materialReason(err);
   if (reason === undefined) return undefined;
   const openssl = (err as { reason?: unknown }).reason;
@@ -156,6 +151,6 @@ export function speaksTls(host: string, port: number, timeoutMs: number): Promis
     const timer = setTimeout(() => done(false), timeoutMs);
     socket.once('secureConnect', () => done(true));
     // A TLS alert (e.g. "certificate required") is an answer in TLS too.
-    socket.once('error', (err: unknown) => done(/ALERT/.test(codeOf(err) ?? '')));
+    socket.once('error', (err: unknown) => done(/ALERT/.test(errorCode(err) ?? '')));
   });
 }

@@ -345,7 +345,13 @@ export class Subscription implements ConsumerHandle {
     // Which message was held too long: the oldest unsettled one (it comes back, and a handler that
     // always takes longer than the timeout gets it again each time: the log says which it is).
     const now = Date.now();
-    const held = timeoutMs !== undefined ? this.#acker?.unsettledSince(now).next().value : undefined;
+    let held: { msg: Inbound; at: number } | undefined;
+    if (timeoutMs !== undefined && this.#acker !== undefined) {
+      for (const slot of this.#acker.unsettledSince(now)) {
+        held = slot;
+        break;
+      }
+    }
     this.#acker = undefined;
     // Deliveries not yet handed to the handler are redelivered by the broker; forget them.
     this.#dispatcher.takeWaiting();
