@@ -103,10 +103,14 @@ async function readSecretFile(path: string, what: 'user name' | 'password'): Pro
   } catch (err) {
     // Node's own text (e.g. ENOENT, EACCES) names the path and the reason, never the contents.
     const reason = err instanceof Error && 'code' in err && typeof err.code === 'string' ? err.code : 'unreadable';
+    // A missing "file" with no directory in its name may be the secret itself, passed where its
+    // path belongs (passwordFile: process.env.RABBITMQ_PASSWORD): not shown, not in `path` either.
+    const maybeSecret = reason === 'ENOENT' && !/[/\\]/.test(path);
+    const shown = maybeSecret ? `given (a name with no '/', ${path.length} characters, not shown in case it is the ${what} itself)` : `'${path}'`;
     throw new CredentialsError(
-      `Cannot read the ${what} file '${path}' (${reason}). Check the path and that this process may read it ` +
-        '(a Kubernetes secret is mounted as a directory of files, one per key).',
-      { path },
+      `Cannot read the ${what} file ${shown} (${reason}). Check the path and that this process may read it ` +
+        `(a Kubernetes secret is mounted as a directory of files, one per key)${maybeSecret ? `; give the ${what} file's path, or the ${what} itself as ${what === 'password' ? 'password' : 'username'}` : ''}.`,
+      { path: maybeSecret ? '***' : path },
     );
   }
   const value = text.replace(/[\r\n]+$/, '');

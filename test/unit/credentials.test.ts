@@ -100,6 +100,15 @@ describe('the credentials option', () => {
     expect(texts(err)).not.toContain(SECRET);
   });
 
+  it('a password given where its file path belongs (no directory in it, no such file) is not shown as a path', async () => {
+    expect.hasAssertions();
+    const { transport } = recording();
+    const err = await rejection({ urls: ['amqp://u@rabbit'], credentials: { passwordFile: SECRET }, transport });
+    expect(err).toMatchObject({ code: 'CREDENTIALS_UNREADABLE', path: '***' });
+    expect((err as Error).message).toMatch(/a name with no '\/', \d+ characters, not shown in case it is the password itself/);
+    expect(texts(err)).not.toContain(SECRET);
+  });
+
   it('a file that cannot be read or is empty fails connect() at once with CredentialsError naming the file, never its contents', async () => {
     expect.hasAssertions();
     const { transport, attempts } = recording();
