@@ -1,34 +1,14 @@
 import net, { type AddressInfo } from 'node:net';
-import { afterEach, beforeEach, describe, expect, it, vi, type MockInstance } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { z } from 'zod';
-import { ConfigError, ConnectionError, connect, defineMessage, defineTopology, type ConnectOptions, type Duration } from '../../src/index.js';
+import { ConnectionError, connect, defineMessage, defineTopology, type ConnectOptions, type Duration } from '../../src/index.js';
+import { configError, socketConnects } from '../helpers/config-error.js';
 
-// Every TCP (and TLS) connection amqplib opens goes through net.Socket#connect: a ConfigError
-// must come before any of them.
-let socketConnect: MockInstance;
-beforeEach(() => {
-  socketConnect = vi.spyOn(net.Socket.prototype, 'connect');
-});
 afterEach(() => {
   vi.restoreAllMocks();
 });
 
 const url = 'amqp://guest:guest@127.0.0.1:5672';
-
-/** connect()'s rejection, which must be a ConfigError raised before any connection attempt. */
-async function configError(options: ConnectOptions): Promise<ConfigError> {
-  const err: unknown = await connect(options).then(
-    async (warren) => {
-      await warren.close();
-      return new Error('connect() resolved');
-    },
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(ConfigError);
-  expect((err as ConfigError).code).toBe('CONFIG_INVALID');
-  expect(socketConnect).not.toHaveBeenCalled();
-  return err as ConfigError;
-}
 
 describe('connect() options', () => {
   it.each<[string, ConnectOptions]>([
@@ -125,7 +105,7 @@ describe('connect() options', () => {
         },
         (e: unknown) => e,
       );
-      expect(socketConnect).toHaveBeenCalled();
+      expect(socketConnects()).toHaveBeenCalled();
       expect(err).toBeInstanceOf(ConnectionError);
       expect((err as ConnectionError).code).toBe('CONNECTION_FAILED');
       expect((err as ConnectionError).message).not.toContain('s3cr3t');

@@ -1,15 +1,11 @@
 // connect()'s `tls` and `credentials.mechanism` options: what is refused up front (a ConfigError
 // before any socket is opened) and what reaches the transport.
-import net from 'node:net';
 import { pino } from 'pino';
-import { afterEach, beforeEach, describe, expect, it, vi, type MockInstance } from 'vitest';
-import { ConfigError, connect, type ConnectOptions, type Link, type LinkOptions, type Warren } from '../../src/index.js';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { connect, type ConnectOptions, type Link, type LinkOptions, type Warren } from '../../src/index.js';
+import { configError } from '../helpers/config-error.js';
 import { ScriptedTransport } from '../helpers/scripted-transport.js';
 
-let socketConnect: MockInstance;
-beforeEach(() => {
-  socketConnect = vi.spyOn(net.Socket.prototype, 'connect');
-});
 const clients: Warren[] = [];
 afterEach(async () => {
   vi.restoreAllMocks();
@@ -21,19 +17,6 @@ const tlsUrl = 'amqps://app:s3cr3t@mq.example:5671';
 const externalUrl = 'amqps://mq.example:5671';
 const PEM = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n';
 const passphrase = 'pp-never-shown-41c2';
-
-async function configError(options: ConnectOptions): Promise<ConfigError> {
-  const err: unknown = await connect(options).then(
-    async (warren) => {
-      await warren.close();
-      return new Error('connect() resolved');
-    },
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(ConfigError);
-  expect(socketConnect).not.toHaveBeenCalled();
-  return err as ConfigError;
-}
 
 /** A scripted transport that keeps the LinkOptions of each connect(). */
 class RecordingTransport extends ScriptedTransport {
