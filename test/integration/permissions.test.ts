@@ -382,6 +382,8 @@ describe('least privilege: a missing permission is named', () => {
     expect(service.health()).toMatchObject({ ok: false, consumers: [{ attached: false }] });
     expect(Date.now() - started).toBeGreaterThanOrEqual(3000);
     await b.grant(user.name, grants.consumerNoDeclare);
-    await waitFor(() => service.health().consumers[0]?.attached === true, 're-attached after the grant', { timeoutMs: 25_000 });
-  }, 40_000);
+    // The next attempt comes when the current backoff delay ends: after 3 s of refusals that delay
+    // may be as long as its 30 s cap (full jitter), so the grant is picked up within about 30 s.
+    await waitFor(() => service.health().consumers[0]?.attached === true, 're-attached after the grant', { timeoutMs: 32_000 });
+  }, 50_000);
 });
